@@ -1,0 +1,80 @@
+//! Configuration: the `slotgate.toml` file, tuning profiles and their validation (DESIGN.md §5).
+//!
+//! Parsing is strict (`deny_unknown_fields`: a typo must not silently do nothing) and validation
+//! collects *every* problem, keyed by its TOML path, so `slotgate check` and `POST /admin/reload`
+//! can list them all at once. A [`Config`] that exists has passed validation.
+
+mod file;
+mod validate;
+
+pub use file::*;
+pub use validate::{ConfigError, Problem};
+
+use std::path::{Path, PathBuf};
+
+impl Config {
+    /// Reads, parses and validates a config file; a `--tuning` file, when given, replaces `[tuning]`.
+    pub fn load(path: &Path, tuning_override: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single("file", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut cfg = Config::from_toml_str(&text, Some(&base_dir))?;
+        cfg.source = Some(path.to_path_buf());
+        if let Some(t) = tuning_override {
+            cfg.tuning = Tuning::load(t)?;
+            cfg.tuning_source = Some(t.to_path_buf());
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text. `base_dir` resolves a relative `tuning = "..."` include.
+    pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw: ConfigFile = toml::from_str(text).map_err(ConfigError::from_toml)?;
+        let mut tuning_source = None;
+        let tuning = match raw.tuning.clone() {
+            None => Tuning::default(),
+            Some(toml::Value::String(f)) => {
+                let p: PathBuf = match base_dir {
+                    Some(d) if Path::new(&f).is_relative() => d.join(&f),
+                    _ => PathBuf::from(&f),
+                };
+                let t = Tuning::load(&p)?;
+                tuning_source = Some(p);
+                t
+            }
+            Some(v @ toml::Value::Table(_)) => v.try_into::<Tuning>().map_err(|e| {
+                ConfigError::single("tuning", e.message().trim().to_string())
+            })?,
+            Some(_) => {
+                return Err(ConfigError::single(
+                    "tuning",
+                    "must be a [tuning] table or a profile file name",
+                ))
+            }
+        };
+        let mut cfg = validate::validate(raw, tuning)?;
+        cfg.tuning_source = tuning_source;
+        Ok(cfg)
+    }
+}
+
+impl Tuning {
+    /// Reads a tuning profile (`tuning/*.toml`): either a bare table of tuning keys or a file with a
+    /// `[tuning]` table.
+    pub fn load(path: &Path) -> Result<Tuning, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single("tuning", format!("cannot read {}: {e}", path.display()))
+        })?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Wrapped {
+            tuning: Tuning,
+        }
+        let t = match toml::from_str::<Wrapped>(&text) {
+            Ok(w) => w.tuning,
+            Err(_) => toml::from_str::<Tuning>(&text).map_err(ConfigError::from_toml)?,
+        };
+        validate::validate_tuning(&t).map(|_| t)
+    }
+}

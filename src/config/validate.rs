@@ -1,0 +1,364 @@
+//! Validation of a parsed config: every problem is collected with the key it concerns.
+
+use super::file::*;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// One problem in a config file, keyed by its TOML path (`upstream[2].url`, `registry."x"`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+/// A refused config: every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// An error with one problem.
+    pub fn single(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            problems: vec![Problem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    /// A TOML syntax or schema error (unknown key, wrong type).
+    pub fn from_toml(e: toml::de::Error) -> ConfigError {
+        let msg = e.message().trim().to_string();
+        let key = match e.span() {
+            Some(span) => format!("toml@{}..{}", span.start, span.end),
+            None => "toml".to_string(),
+        };
+        ConfigError::single(key, msg)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+struct Collector(Vec<Problem>);
+
+impl Collector {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn check_addr(c: &mut Collector, key: &str, addr: &str) {
+    if addr.parse::<std::net::SocketAddr>().is_err() {
+        c.push(key, format!("'{addr}' is not an ip:port socket address"));
+    }
+}
+
+/// Checks the tuning keys' ranges.
+pub fn validate_tuning(t: &Tuning) -> Result<(), ConfigError> {
+    let mut c = Collector(Vec::new());
+    tuning_problems(&mut c, t);
+    if c.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError { problems: c.0 })
+    }
+}
+
+fn tuning_problems(c: &mut Collector, t: &Tuning) {
+    if t.read_buffer_bytes < 1024 {
+        c.push("tuning.read_buffer_bytes", "must be at least 1024");
+    }
+    if t.max_header_bytes < 1024 {
+        c.push("tuning.max_header_bytes", "must be at least 1024");
+    }
+    if t.max_headers == 0 || t.max_headers > 1024 {
+        c.push("tuning.max_headers", "must be between 1 and 1024");
+    }
+    if t.max_uri_bytes < 64 || t.max_uri_bytes > t.max_header_bytes {
+        c.push(
+            "tuning.max_uri_bytes",
+            "must be at least 64 and at most max_header_bytes",
+        );
+    }
+    if t.ring_entries < 256 {
+        c.push("tuning.ring_entries", "must be at least 256");
+    }
+    if t.max_connections == 0 {
+        c.push("tuning.max_connections", "must be at least 1");
+    }
+}
+
+/// Validates a parsed file with its resolved tuning; on success the [`Config`] is usable.
+pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> {
+    let mut c = Collector(Vec::new());
+    check_addr(&mut c, "listen.addr", &raw.listen.addr);
+    if !raw.listen.admin.is_empty() {
+        check_addr(&mut c, "listen.admin", &raw.listen.admin);
+        if let Ok(a) = raw.listen.admin.parse::<std::net::SocketAddr>() {
+            if !a.ip().is_loopback() && !raw.listen.admin_allow_remote {
+                c.push(
+                    "listen.admin",
+                    "the admin listener must be on loopback unless admin_allow_remote = true",
+                );
+            }
+        }
+    }
+    if raw.listen.tls_cert.is_some() != raw.listen.tls_key.is_some() {
+        c.push("listen.tls_cert", "tls_cert and tls_key go together");
+    }
+    tuning_problems(&mut c, &tuning);
+
+    let mut upstreams = raw.upstreams;
+    let mut names: BTreeMap<String, UpstreamKind> = BTreeMap::new();
+    for (i, u) in upstreams.iter_mut().enumerate() {
+        let key = format!("upstream[{i}]");
+        let lname = u.name.to_ascii_lowercase();
+        if u.name.trim().is_empty()
+            || !u
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            c.push(
+                format!("{key}.name"),
+                format!("'{}' must be non-empty ASCII letters, digits, '-', '_' or '.'", u.name),
+            );
+        }
+        if names.insert(lname, u.kind).is_some() {
+            c.push(
+                format!("{key}.name"),
+                format!("duplicate upstream name '{}'", u.name),
+            );
+        }
+        match (u.kind, &u.url) {
+            (UpstreamKind::Composite, Some(_)) => c.push(
+                format!("{key}.url"),
+                "a composite upstream is never forwarded to and takes no url",
+            ),
+            (UpstreamKind::Composite, None) => {}
+            (_, None) => c.push(format!("{key}.url"), "required for this kind"),
+            (_, Some(url)) => match UpstreamUrl::parse(url) {
+                Ok(p) => u.parsed_url = Some(p),
+                Err(e) => c.push(format!("{key}.url"), e),
+            },
+        }
+        if !u.health_path.starts_with('/') {
+            c.push(format!("{key}.health_path"), "must be an absolute path");
+        }
+        if u.probe_interval_ms == 0 || u.models_refresh_ms == 0 {
+            c.push(
+                format!("{key}.probe_interval_ms"),
+                "probe and refresh periods must be > 0",
+            );
+        }
+        if u.probe_backoff_ms.is_empty() || u.probe_backoff_ms.contains(&0) {
+            c.push(
+                format!("{key}.probe_backoff_ms"),
+                "needs at least one period, all > 0",
+            );
+        }
+        if u.connect_ms == 0 || u.first_byte_ms == 0 || u.idle_ms == 0 {
+            c.push(
+                format!("{key}.connect_ms"),
+                "connect_ms, first_byte_ms and idle_ms must be > 0",
+            );
+        }
+        if let Some(w) = &u.wake_url {
+            if let Err(e) = UpstreamUrl::parse(w) {
+                c.push(format!("{key}.wake_url"), e);
+            }
+        }
+        if let Some(a) = &u.auth {
+            match a.style {
+                AuthStyle::None => {}
+                _ if a.env.as_deref().unwrap_or("").is_empty() => c.push(
+                    format!("{key}.auth.env"),
+                    "names the environment variable holding the secret; required",
+                ),
+                AuthStyle::Header if a.header.as_deref().unwrap_or("").is_empty() => c.push(
+                    format!("{key}.auth.header"),
+                    "style = \"header\" needs a header name",
+                ),
+                _ => {}
+            }
+        }
+        let mut seen = HashSet::new();
+        for m in &u.models {
+            if m.trim().is_empty() || !seen.insert(m) {
+                c.push(
+                    format!("{key}.models"),
+                    format!("empty or duplicate model id '{m}'"),
+                );
+            }
+        }
+    }
+
+    let r = &raw.routing;
+    for (alias, target) in &r.aliases {
+        match names.get(&target.to_ascii_lowercase()) {
+            Some(k) if k.is_local() => {}
+            Some(_) => c.push(
+                format!("routing.aliases.\"{alias}\""),
+                format!("'{target}' is not a local (container or slot) upstream"),
+            ),
+            None => c.push(
+                format!("routing.aliases.\"{alias}\""),
+                format!("unknown upstream '{target}'"),
+            ),
+        }
+    }
+    for (from, to) in &r.path_rewrites {
+        if !from.starts_with("/v1/") || !to.starts_with("/v1/") {
+            c.push(
+                format!("routing.path_rewrites.\"{from}\""),
+                "both paths must start with /v1/",
+            );
+        }
+    }
+    if r.priority_header.is_empty() {
+        c.push("routing.priority_header", "must not be empty");
+    }
+
+    let mut registry = BTreeMap::new();
+    for (id, spec) in raw.registry {
+        let key = format!("registry.\"{id}\"");
+        let (upstream, upstream_model) = match spec {
+            BindingSpec::Name(n) => (n, None),
+            BindingSpec::Full {
+                upstream,
+                upstream_model,
+            } => (upstream, upstream_model),
+        };
+        if id.trim().is_empty() || id.trim() != id {
+            c.push(&key, "model ids must be non-empty with no outer whitespace");
+        }
+        if !names.contains_key(&upstream.to_ascii_lowercase()) {
+            c.push(
+                &key,
+                format!("binds to unknown upstream '{upstream}'"),
+            );
+        }
+        if upstream_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            c.push(format!("{key}.upstream_model"), "must not be empty");
+        }
+        registry.insert(
+            id,
+            Binding {
+                upstream,
+                upstream_model,
+            },
+        );
+    }
+
+    if let Some(a) = &raw.auth {
+        if a.keys_file.is_none() && a.keys_env.is_none() {
+            c.push("auth", "give keys_file or keys_env (or remove [auth])");
+        }
+    }
+
+    if !c.0.is_empty() {
+        return Err(ConfigError { problems: c.0 });
+    }
+    Ok(Config {
+        listen: raw.listen,
+        routing: raw.routing,
+        upstreams,
+        registry,
+        auth: raw.auth,
+        tuning,
+        source: None,
+        tuning_source: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    #[test]
+    fn refuses_every_problem_at_once() {
+        let text = r#"
+[[upstream]]
+name = "chat"
+kind = "container"
+url = "ftp://x"
+
+[[upstream]]
+name = "Chat"
+kind = "composite"
+url = "http://127.0.0.1:1/v1"
+
+[registry]
+"m" = "nope"
+"#;
+        let e = Config::from_toml_str(text, None).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["upstream[0].url", "upstream[1].name", "upstream[1].url", "registry.\"m\""]
+        );
+    }
+
+    #[test]
+    fn unknown_key_refused() {
+        let e = Config::from_toml_str("[listen]\nadr = \"127.0.0.1:1\"\n", None).unwrap_err();
+        assert!(e.to_string().contains("unknown field `adr`"), "{e}");
+    }
+
+    #[test]
+    fn parses_design_sketch() {
+        let text = r#"
+[listen]
+addr = "127.0.0.1:8080"
+admin = "127.0.0.1:9090"
+[routing]
+default_slot = "agent"
+aliases = { "agent-hermes" = "agent" }
+[[upstream]]
+name = "agent"
+kind = "slot"
+url = "http://127.0.0.1:8101/v1"
+[[upstream]]
+name = "openrouter"
+kind = "remote"
+url = "https://openrouter.ai/api/v1"
+auth = { style = "bearer", env = "OPENROUTER_API_KEY" }
+[[upstream]]
+name = "local"
+kind = "composite"
+[registry]
+"qwopus3.6-27b-v2" = "local"
+"gpt-4o-mini" = { upstream = "openrouter", upstream_model = "openai/gpt-4o-mini" }
+[tuning]
+cores = 1
+"#;
+        let cfg = Config::from_toml_str(text, None).unwrap();
+        assert_eq!(cfg.upstreams.len(), 3);
+        let or = cfg.upstreams[1].parsed_url.as_ref().unwrap();
+        assert_eq!(or.port, 443);
+        assert_eq!(or.base_path, "/api/v1");
+        assert_eq!(or.authority, "openrouter.ai");
+        assert_eq!(
+            cfg.registry["gpt-4o-mini"].upstream_model.as_deref(),
+            Some("openai/gpt-4o-mini")
+        );
+        assert_eq!(cfg.tuning.cores, 1);
+    }
+}

@@ -1,0 +1,8 @@
+//! slotgate: the front door of an inference host (see DESIGN.md).
+//!
+//! The request's path through the crate: [`http`] parses, [`routing`] decides, [`proxy`] forwards
+//! and relays, while [`control`] keeps live state and publishes routing snapshots beside it.
+
+pub mod config;
+pub mod http;
+pub mod routing;

@@ -1,0 +1,225 @@
+//! The immutable routing view: config plus live state, built by the control side.
+
+use crate::config::{Config, UpstreamConfig, UpstreamKind};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Index of an upstream in [`Snapshot::upstreams`] (priority order). Valid for one snapshot only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamId(pub u32);
+
+/// Lifecycle state of a slot (DESIGN.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotState {
+    Offline,
+    Pulling,
+    Starting,
+    Warming,
+    Ready,
+    Serving,
+    Idle,
+    Unloading,
+    Error,
+}
+
+impl SlotState {
+    /// The ready set: `ready serving idle`.
+    pub fn is_ready(self) -> bool {
+        matches!(self, SlotState::Ready | SlotState::Serving | SlotState::Idle)
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Offline => "offline",
+            SlotState::Pulling => "pulling",
+            SlotState::Starting => "starting",
+            SlotState::Warming => "warming",
+            SlotState::Ready => "ready",
+            SlotState::Serving => "serving",
+            SlotState::Idle => "idle",
+            SlotState::Unloading => "unloading",
+            SlotState::Error => "error",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<SlotState> {
+        Some(match s {
+            "offline" => SlotState::Offline,
+            "pulling" => SlotState::Pulling,
+            "starting" => SlotState::Starting,
+            "warming" => SlotState::Warming,
+            "ready" => SlotState::Ready,
+            "serving" => SlotState::Serving,
+            "idle" => SlotState::Idle,
+            "unloading" => SlotState::Unloading,
+            "error" => SlotState::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Result of slotgate's own health probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeStatus {
+    /// No probe has completed yet.
+    #[default]
+    Unknown,
+    Passing,
+    Failing,
+}
+
+/// The ids an upstream's `/v1/models` last returned (or its static list).
+#[derive(Debug, Clone, Default)]
+pub struct ModelList {
+    pub ids: Vec<String>,
+    /// When fetched; `None` for a static list.
+    pub fetched_at: Option<Instant>,
+}
+
+impl ModelList {
+    /// Warm = non-empty.
+    pub fn is_warm(&self) -> bool {
+        !self.ids.is_empty()
+    }
+}
+
+/// A state a control plane pushed with `PUT /admin/slots/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushedState {
+    pub state: SlotState,
+    /// The `progress` object as pushed (phase, requested_model, ...).
+    pub progress: serde_json::Value,
+}
+
+/// Live state of one upstream, owned by the control thread.
+#[derive(Debug, Clone, Default)]
+pub struct LiveUpstream {
+    pub probe: ProbeStatus,
+    pub last_probe_at: Option<Instant>,
+    pub models: Arc<ModelList>,
+    /// From the first push on, a `slot` follows these and not its probes.
+    pub pushed: Option<PushedState>,
+    /// Resolved addresses (IP literal, or DNS done by the control thread).
+    pub addrs: Arc<[SocketAddr]>,
+}
+
+/// Live state of every upstream, keyed by lowercase upstream name.
+#[derive(Debug, Clone, Default)]
+pub struct LiveState {
+    pub upstreams: HashMap<String, LiveUpstream>,
+}
+
+/// One upstream as the snapshot sees it.
+#[derive(Debug, Clone)]
+pub struct UpstreamEntry {
+    pub id: UpstreamId,
+    pub cfg: Arc<UpstreamConfig>,
+    pub live: LiveUpstream,
+}
+
+impl UpstreamEntry {
+    /// The upstream's name as configured.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The upstream's kind.
+    pub fn kind(&self) -> UpstreamKind {
+        self.cfg.kind
+    }
+
+    /// The state the readiness gate uses (DESIGN.md §1, §3).
+    pub fn state(&self) -> SlotState {
+        match self.cfg.kind {
+            UpstreamKind::Slot => match &self.live.pushed {
+                Some(p) => p.state,
+                None if self.live.probe == ProbeStatus::Passing => SlotState::Ready,
+                None => SlotState::Offline,
+            },
+            UpstreamKind::Container => match self.live.probe {
+                ProbeStatus::Passing => SlotState::Ready,
+                ProbeStatus::Unknown => SlotState::Starting,
+                ProbeStatus::Failing => SlotState::Offline,
+            },
+            UpstreamKind::Remote => {
+                if self.cfg.probed() && self.live.probe == ProbeStatus::Failing {
+                    SlotState::Offline
+                } else {
+                    SlotState::Ready
+                }
+            }
+            UpstreamKind::Composite => SlotState::Offline,
+        }
+    }
+}
+
+/// The immutable routing view workers read (DESIGN.md §1 "snapshot").
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Publication number; moves forward with every publish.
+    pub epoch: u64,
+    pub config: Arc<Config>,
+    /// Upstreams in priority order: container/slot, then remote, then composite; by name within a
+    /// rank.
+    pub upstreams: Vec<UpstreamEntry>,
+    by_name: HashMap<String, UpstreamId>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated config and the live state.
+    pub fn build(config: Arc<Config>, live: &LiveState, epoch: u64) -> Snapshot {
+        let mut cfgs: Vec<&UpstreamConfig> = config.upstreams.iter().collect();
+        cfgs.sort_by(|a, b| {
+            (a.kind.rank(), a.name.to_ascii_lowercase())
+                .cmp(&(b.kind.rank(), b.name.to_ascii_lowercase()))
+        });
+        let mut upstreams = Vec::with_capacity(cfgs.len());
+        let mut by_name = HashMap::with_capacity(cfgs.len());
+        for (i, c) in cfgs.into_iter().enumerate() {
+            let id = UpstreamId(i as u32);
+            let key = c.name.to_ascii_lowercase();
+            let mut l = live.upstreams.get(&key).cloned().unwrap_or_default();
+            if !c.models.is_empty() && l.models.ids.is_empty() {
+                l.models = Arc::new(ModelList {
+                    ids: c.models.clone(),
+                    fetched_at: None,
+                });
+            }
+            if l.addrs.is_empty() {
+                if let Some(a) = c.parsed_url.as_ref().and_then(|u| u.literal_addr()) {
+                    l.addrs = Arc::from(vec![a]);
+                }
+            }
+            by_name.insert(key, id);
+            upstreams.push(UpstreamEntry {
+                id,
+                cfg: Arc::new(c.clone()),
+                live: l,
+            });
+        }
+        Snapshot {
+            epoch,
+            config,
+            upstreams,
+            by_name,
+        }
+    }
+
+    /// The upstream with this id.
+    pub fn upstream(&self, id: UpstreamId) -> &UpstreamEntry {
+        &self.upstreams[id.0 as usize]
+    }
+
+    /// Looks an upstream up by name, case-insensitively.
+    pub fn by_name(&self, name: &str) -> Option<&UpstreamEntry> {
+        let id = match self.by_name.get(name) {
+            Some(id) => *id,
+            None => *self.by_name.get(&name.to_ascii_lowercase())?,
+        };
+        Some(self.upstream(id))
+    }
+}
