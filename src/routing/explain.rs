@@ -327,3 +327,157 @@ pub fn routing_table(snap: &Snapshot) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::routing::{LiveState, LiveUpstream, ModelList};
+
+    const HOST: &str = r#"
+[routing]
+default_slot = "agent"
+aliases = { "agent-hermes" = "agent" }
+[[upstream]]
+name = "agent"
+kind = "slot"
+url = "http://127.0.0.1:8101/v1"
+[[upstream]]
+name = "chat"
+kind = "container"
+url = "http://127.0.0.1:8102/v1"
+models = ["qwopus3.6-27b-v2"]
+[[upstream]]
+name = "openrouter"
+kind = "remote"
+url = "https://openrouter.ai/api/v1"
+[[upstream]]
+name = "local"
+kind = "composite"
+[registry]
+"qwopus3.6-27b-v2" = "local"
+"gpt-4o-mini" = { upstream = "openrouter", upstream_model = "openai/gpt-4o-mini" }
+"#;
+
+    fn host() -> Snapshot {
+        Snapshot::build(
+            Arc::new(Config::from_toml_str(HOST, None).unwrap()),
+            &LiveState::default(),
+            3,
+        )
+    }
+
+    #[test]
+    fn table_lists_upstreams_bindings_and_capabilities() {
+        let t = routing_table(&host());
+        let order: Vec<usize> = ["agent", "chat", "openrouter", "local"]
+            .iter()
+            .map(|n| {
+                t.find(&format!(" {n} "))
+                    .unwrap_or_else(|| panic!("{n} in\n{t}"))
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "priority order:\n{t}"
+        );
+        assert!(t.contains("models: qwopus3.6-27b-v2"), "{t}");
+        assert!(t.contains("qwopus3.6-27b-v2 -> local (composite"), "{t}");
+        assert!(
+            t.contains("gpt-4o-mini -> openrouter as 'openai/gpt-4o-mini'"),
+            "{t}"
+        );
+        assert!(t.contains("agent-hermes -> agent"), "{t}");
+        assert!(
+            t.contains("embeddings       embed -> no local upstream"),
+            "{t}"
+        );
+        assert!(t.contains("default anchor   agent -> agent (slot)"), "{t}");
+        assert!(t.contains("/v1/rerankings -> /v1/rerank"), "{t}");
+        assert!(
+            t.contains("prefetch: 1 cold remote(s), bounded by 8000 ms"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn explains_the_original_bug() {
+        let snap = host();
+        let facts =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwopus3.6-27b-v2"));
+        let e = explain(&snap, &facts);
+        assert_eq!(e.steps.len(), 1);
+        assert_eq!(e.steps[0].outcome, Outcome::Hit);
+        let d = e.decision.as_ref().unwrap();
+        assert_eq!(d.breadcrumb, "container:chat");
+        assert_eq!(d.url, "http://127.0.0.1:8102/v1/chat/completions");
+        assert_eq!(d.state, "starting", "no probe has passed yet");
+        let text = e.to_string();
+        assert!(
+            text.contains("=> chat (container, starting) via container:chat"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explains_every_step_and_the_pure_prefetch() {
+        let snap = host();
+        let facts = RequestFacts::new("POST", "/v1/embeddings?x=1").with_model(Some("e5"));
+        let e = explain(&snap, &facts);
+        let seen: Vec<(u8, u8, Outcome)> = e
+            .steps
+            .iter()
+            .map(|s| (s.pass, s.step, s.outcome))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (0, 0, Outcome::Miss),
+                (0, 1, Outcome::Miss),
+                (0, 2, Outcome::Miss),
+                (0, 3, Outcome::Fetch),
+                (1, 0, Outcome::Miss),
+                (1, 1, Outcome::Miss),
+                (1, 2, Outcome::Miss),
+                (1, 3, Outcome::Miss),
+                (1, 4, Outcome::NoRoute),
+            ]
+        );
+        let err = e.error.as_ref().unwrap();
+        assert_eq!((err.code, err.status), ("dispatch.no_route", 404));
+        assert_eq!(err.details["candidate"], "embed");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["steps"][3]["outcome"], "fetch");
+        assert_eq!(json["steps"][8]["outcome"], "no_route");
+        assert_eq!(json["query"], "x=1");
+        assert!(e.to_string().contains("=> 404 dispatch.no_route"));
+    }
+
+    #[test]
+    fn explain_with_a_fetcher_uses_the_fresher_snapshot() {
+        let snap = host();
+        let cfg = snap.config.clone();
+        let facts =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("gpt-4o-mini"));
+        let e = explain_with(&snap, &facts, &mut |req| {
+            assert_eq!(req.targets[0].name, "openrouter");
+            let mut live = LiveState::default();
+            live.upstreams.insert(
+                "openrouter".into(),
+                LiveUpstream {
+                    models: Arc::new(ModelList {
+                        ids: vec!["openai/gpt-4o-mini".into()],
+                        fetched_at: None,
+                    }),
+                    ..LiveUpstream::default()
+                },
+            );
+            Arc::new(Snapshot::build(cfg.clone(), &live, 4))
+        });
+        assert_eq!(e.epoch, 4);
+        let d = e.decision.unwrap();
+        assert_eq!(d.breadcrumb, "registry");
+        assert_eq!(d.remap.as_deref(), Some("openai/gpt-4o-mini"));
+        assert_eq!(d.url, "https://openrouter.ai/api/v1/chat/completions");
+    }
+}

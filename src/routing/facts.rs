@@ -673,3 +673,320 @@ fn json_string(s: &str) -> Vec<u8> {
     out.push(b'"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(body: &str) -> BodyFacts<'_> {
+        extract_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    #[test]
+    fn model_last_in_sdk_order() {
+        let body = r#"{"messages":[{"role":"user","content":"hi \"model\": \"nope\""}],"stream":true,"model":"qwopus3.6-27b-v2"}"#;
+        let f = facts(body);
+        assert_eq!(f.model(), Some("qwopus3.6-27b-v2"));
+        assert!(f.stream);
+        let span = f.span.unwrap();
+        assert_eq!(&body[span.start..span.end], "\"qwopus3.6-27b-v2\"");
+        assert_eq!(span.encoding, SpanEncoding::JsonString);
+    }
+
+    #[test]
+    fn only_top_level_keys_count() {
+        let f = facts(r#"{"metadata":{"model":"inner","stream":true},"tools":[{"model":"x"}]}"#);
+        assert_eq!(f.model(), None);
+        assert!(!f.stream);
+        assert_eq!(f.span, None);
+        let f = facts(r#"[{"model":"in-array"}]"#);
+        assert_eq!(f.model(), None);
+    }
+
+    #[test]
+    fn stream_is_json_true_only() {
+        for (body, want) in [
+            (r#"{"stream":true}"#, true),
+            (r#"{"stream" : true }"#, true),
+            (r#"{"stream":false}"#, false),
+            (r#"{"stream":"true"}"#, false),
+            (r#"{"stream":1}"#, false),
+            (r#"{"stream":null}"#, false),
+            (r#"{"stream":{"x":true}}"#, false),
+            (r#"{"stream":true,"stream":false}"#, false),
+            (r#"{"stream":false,"stream":true}"#, true),
+        ] {
+            assert_eq!(facts(body).stream, want, "{body}");
+        }
+    }
+
+    #[test]
+    fn model_values() {
+        for (body, want) in [
+            (r#"{"model":"  spaced  "}"#, Some("spaced")),
+            (r#"{"model":"   "}"#, None),
+            (r#"{"model":""}"#, None),
+            (r#"{"model":null}"#, None),
+            (r#"{"model":42}"#, None),
+            (r#"{"model":["a"]}"#, None),
+            (r#"{"model":"a","model":"b"}"#, Some("b")),
+            (r#"{"model":"a","model":7}"#, None),
+            (r#"{"model":"quote\"d\\slash\/"}"#, Some("quote\"d\\slash/")),
+            (r#"{"model":"\u00e9t\u00E9"}"#, Some("été")),
+            (r#"{"model":"\ud83d\ude00x"}"#, Some("😀x")),
+            (r#"{"model":"lone\ud800"}"#, Some("lone\u{FFFD}")),
+            (r#"{"mod\u0065l":"escaped-key"}"#, Some("escaped-key")),
+            (r#"{"model":"\tTabbed\n"}"#, Some("Tabbed")),
+            ("{\"model\":\"ünïcode-模型\"}", Some("ünïcode-模型")),
+        ] {
+            assert_eq!(facts(body).model(), want, "{body}");
+        }
+        // Blank model: no id, but the span is still known.
+        assert!(facts(r#"{"model":" "}"#).span.is_some());
+    }
+
+    #[test]
+    fn valid_documents() {
+        for body in [
+            "{}",
+            " \n{ } \t",
+            "[]",
+            "\"str\"",
+            "0",
+            "-0.5e+10",
+            "1E5",
+            "true",
+            "null",
+            r#"{"a":[1,2,{"b":[[]]}],"c":-12.5e-3,"d":"\u0041","e":false,"f":null}"#,
+        ] {
+            assert!(extract_json(body.as_bytes()).is_ok(), "{body}");
+        }
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        assert!(extract_json(deep.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_documents() {
+        for body in [
+            "",
+            " ",
+            "{",
+            "}",
+            r#"{"model":"x",}"#,
+            r#"{"model" "x"}"#,
+            r#"{model:"x"}"#,
+            r#"{'model':'x'}"#,
+            r#"{"model":"unterminated}"#,
+            "{\"model\":\"ctrl\u{1}char\"}",
+            "{\"model\":\"raw\nnewline\"}",
+            r#"{"model":"bad\escape"}"#,
+            r#"{"model":"bad\u12"}"#,
+            r#"{"n":01}"#,
+            r#"{"n":-}"#,
+            r#"{"n":1.}"#,
+            r#"{"n":1e}"#,
+            r#"{"n":.5}"#,
+            r#"{"n":+1}"#,
+            r#"{"n":NaN}"#,
+            r#"{"t":tru}"#,
+            r#"{"a":1}{"b":2}"#,
+            r#"{"a":1} x"#,
+            r#"[1,]"#,
+            r#"[1 2]"#,
+            r#"{"a":1]"#,
+            r#"[1}"#,
+            r#"{1:2}"#,
+        ] {
+            let e = extract_json(body.as_bytes()).expect_err(body);
+            assert_eq!(e.code(), ErrorCode::InvalidJson, "{body}");
+        }
+        let deep = format!("{}{}", "[".repeat(1025), "]".repeat(1025));
+        assert!(extract_json(deep.as_bytes()).is_err());
+        let e = extract_json(b"{\"model\":\"\xff\"}").unwrap_err();
+        assert_eq!(
+            e,
+            FactsError::InvalidJson {
+                offset: 10,
+                reason: "not UTF-8"
+            }
+        );
+        let reply = e.to_reply();
+        assert_eq!(reply.code.status(), 400);
+        assert_eq!(reply.code.code(), "request.invalid_json");
+        assert_eq!(reply.details["offset"], 10);
+    }
+
+    /// A deterministic xorshift for the differential test.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 as usize
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_mutations() {
+        let seeds = [
+            r#"{"model":"m-1","messages":[{"role":"user","content":"a\"b\\c\u00e9"}],"stream":true,"n":-1.5e3}"#,
+            r#"[{"a":[1,2,3],"b":{"c":null,"d":false}},"x\ty",0.25]"#,
+        ];
+        let alphabet = b"{}[]:,\"\\ 0123456789.-+eEtrufalsn\x01\x7f";
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut checked = 0;
+        for seed in seeds {
+            for _ in 0..4000 {
+                let mut doc = seed.as_bytes().to_vec();
+                for _ in 0..1 + rng.next() % 3 {
+                    let at = rng.next() % doc.len();
+                    let c = alphabet[rng.next() % alphabet.len()];
+                    match rng.next() % 3 {
+                        0 => doc[at] = c,
+                        1 => doc.insert(at, c),
+                        _ => {
+                            doc.remove(at);
+                        }
+                    }
+                    if doc.is_empty() {
+                        doc.push(b'0');
+                    }
+                }
+                let ours = extract_json(&doc);
+                let theirs = serde_json::from_slice::<serde_json::Value>(&doc);
+                assert_eq!(
+                    ours.is_ok(),
+                    theirs.is_ok(),
+                    "{:?}: ours {ours:?}, serde_json {theirs:?}",
+                    String::from_utf8_lossy(&doc)
+                );
+                if let (Ok(f), Ok(v)) = (&ours, &theirs) {
+                    let want = v.get("model").and_then(|m| m.as_str()).map(str::trim);
+                    assert_eq!(f.model(), want.filter(|m| !m.is_empty()));
+                    assert_eq!(
+                        f.stream,
+                        v.get("stream") == Some(&serde_json::Value::Bool(true))
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 8000);
+    }
+
+    const FORM: &str = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\0\0model\r\n--XyZ\r\ncontent-disposition: form-data; name=model\r\n\r\nwhisper-large-v3\r\n--XyZ\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\ntrue\r\n--XyZ--\r\n";
+
+    #[test]
+    fn multipart_model_and_stream() {
+        let f = extract(FORM.as_bytes(), Some("multipart/form-data; boundary=XyZ")).unwrap();
+        assert_eq!(f.model(), Some("whisper-large-v3"));
+        assert!(f.stream);
+        let span = f.span.unwrap();
+        assert_eq!(span.encoding, SpanEncoding::Raw);
+        assert_eq!(&FORM[span.start..span.end], "whisper-large-v3");
+        let quoted = extract(
+            FORM.as_bytes(),
+            Some("Multipart/Form-Data; charset=utf-8; Boundary=\"XyZ\""),
+        )
+        .unwrap();
+        assert_eq!(quoted.model(), Some("whisper-large-v3"));
+        // The remap replaces only the field value.
+        let out = remap_model(FORM.as_bytes(), span, "whisper-1");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            FORM.replace("whisper-large-v3", "whisper-1")
+        );
+    }
+
+    #[test]
+    fn multipart_without_model_or_malformed() {
+        let no_model =
+            "--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nxx\r\n--b--\r\n";
+        let f = extract_multipart(no_model.as_bytes(), b"b");
+        assert_eq!((f.model(), f.span, f.stream), (None, None, false));
+        for junk in [
+            "",
+            "--b",
+            "--b\r\nno headers end",
+            "garbage",
+            "--b\r\n\r\nunterminated",
+        ] {
+            assert_eq!(
+                extract_multipart(junk.as_bytes(), b"b"),
+                BodyFacts::default(),
+                "{junk:?}"
+            );
+        }
+        // No boundary parameter: nothing to find, no error.
+        assert_eq!(
+            extract(FORM.as_bytes(), Some("multipart/form-data")).unwrap(),
+            BodyFacts::default()
+        );
+    }
+
+    #[test]
+    fn content_type_selects_the_reader() {
+        let json = br#"{"model":"m"}"#;
+        assert_eq!(
+            extract(b"", Some("application/json")).unwrap(),
+            BodyFacts::default()
+        );
+        assert_eq!(extract(json, None).unwrap().model(), Some("m"));
+        assert_eq!(
+            extract(json, Some("application/x-www-form-urlencoded"))
+                .unwrap()
+                .model(),
+            Some("m")
+        );
+        assert_eq!(
+            extract(json, Some("application/json; charset=utf-8"))
+                .unwrap()
+                .model(),
+            Some("m")
+        );
+        assert_eq!(
+            extract(b"\x00\xff", Some("audio/wav")).unwrap(),
+            BodyFacts::default()
+        );
+        assert_eq!(
+            extract(b"\x00\xff", Some("application/octet-stream")).unwrap(),
+            BodyFacts::default()
+        );
+        assert!(extract(b"not json", Some("application/json")).is_err());
+    }
+
+    #[test]
+    fn remap_replaces_only_the_value() {
+        let body = r#"{"messages":[{"role":"user","content":"x"}], "model" : "coder-model" ,"stream":true}"#;
+        let f = facts(body);
+        let span = f.span.unwrap();
+        let seg = remap_segments(body.as_bytes(), span, "qwen-coder-32b");
+        let out = seg.to_vec();
+        assert_eq!(seg.len(), out.len());
+        assert!(!seg.is_empty());
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            body.replace("\"coder-model\"", "\"qwen-coder-32b\"")
+        );
+        assert_eq!(
+            facts(std::str::from_utf8(&out).unwrap()).model(),
+            Some("qwen-coder-32b")
+        );
+    }
+
+    #[test]
+    fn remap_escapes_json() {
+        let body = r#"{"model":"x"}"#;
+        let span = facts(body).span.unwrap();
+        let tricky = "a\"b\\c\nd\u{1}é/😀";
+        let out = remap_model(body.as_bytes(), span, tricky);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], tricky);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "{\"model\":\"a\\\"b\\\\c\\nd\\u0001é/😀\"}"
+        );
+        assert_eq!(extract_json(&out).unwrap().model(), Some(tricky));
+    }
+}

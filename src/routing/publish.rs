@@ -88,3 +88,72 @@ impl LocalSnapshot {
         &self.cell
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::routing::LiveState;
+
+    fn snap(epoch: u64) -> Snapshot {
+        let cfg = Config::from_toml_str("", None).unwrap();
+        Snapshot::build(Arc::new(cfg), &LiveState::default(), epoch)
+    }
+
+    #[test]
+    fn a_request_keeps_its_snapshot_while_the_epoch_moves() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        let local = LocalSnapshot::new(cell.clone());
+        let held = local.get();
+        assert_eq!(held.epoch, 1);
+        cell.publish(snap(2));
+        assert_eq!(cell.epoch(), 2);
+        // The in-flight request still sees epoch 1; the next read sees epoch 2.
+        assert_eq!(held.epoch, 1);
+        let next = local.get();
+        assert_eq!(next.epoch, 2);
+        assert_eq!(held.epoch, 1);
+        assert!(!Arc::ptr_eq(&held, &next));
+    }
+
+    #[test]
+    fn unchanged_epoch_reuses_the_cached_snapshot() {
+        let cell = Arc::new(SnapshotCell::new(snap(5)));
+        let local = LocalSnapshot::new(cell.clone());
+        let a = local.get();
+        let b = local.get();
+        // Same `Rc` allocation: no reload, no touch of the shared `Arc` counter.
+        assert!(Rc::ptr_eq(&a, &b));
+        assert_eq!(
+            Arc::strong_count(&a),
+            2,
+            "the cell's reference and the worker's one"
+        );
+    }
+
+    #[test]
+    fn old_snapshot_is_freed_when_its_last_reader_ends() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        let local = LocalSnapshot::new(cell.clone());
+        let held = local.get();
+        let weak = Arc::downgrade(&held);
+        cell.publish(snap(2));
+        let _ = local.get(); // the worker moves on to epoch 2
+        assert!(weak.upgrade().is_some(), "the request still holds epoch 1");
+        drop(held);
+        assert!(weak.upgrade().is_none(), "nothing else keeps epoch 1 alive");
+    }
+
+    #[test]
+    fn workers_on_other_threads_see_the_new_epoch() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        cell.publish(snap(2));
+        let seen = std::thread::spawn({
+            let cell = cell.clone();
+            move || LocalSnapshot::new(cell).get().epoch
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, 2);
+    }
+}

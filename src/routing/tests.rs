@@ -185,7 +185,7 @@ fn live_of(snap_cfg: &Config, row: &Row, extra: Caches, only: Option<&[String]>)
         if let Some((_, m)) = row.warm.iter().find(|(n, _)| *n == u.name) {
             ids = Some(m);
         }
-        if only.is_none_or(|names| names.iter().any(|n| *n == u.name)) {
+        if only.is_none_or(|names| names.contains(&u.name)) {
             if let Some((_, m)) = extra.iter().find(|(n, _)| *n == u.name) {
                 ids = Some(m);
             }
