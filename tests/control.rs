@@ -457,32 +457,44 @@ fn admin_api_over_http() {
         .clone();
     assert_eq!(agent["pushed"]["progress"]["phase"], "load");
     assert_eq!(agent["state"], "warming");
-    let (st, _, v) = http(addr, "PUT", "/admin/slots/ghost", "", push);
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (404, Some("request.not_found"))
-    );
-    let (st, _, v) = http(
-        addr,
-        "PUT",
-        "/admin/slots/agent",
-        "",
-        r#"{"state":"sleepy"}"#,
-    );
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (400, Some("request.invalid"))
-    );
-    let (st, _, v) = http(addr, "PUT", "/admin/slots/chat", "", push);
-    assert_eq!(
-        (st, v["error"]["details"]["kind"].as_str()),
-        (400, Some("container"))
-    );
-    let (st, _, v) = http(addr, "PUT", "/admin/slots/agent", "", "{nope");
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (400, Some("request.invalid_json"))
-    );
+    // Refused pushes: (path, body, status, JSON pointer, expected).
+    for (path, body, status, ptr, want) in [
+        (
+            "/admin/slots/ghost",
+            push,
+            404,
+            "/error/code",
+            "request.not_found",
+        ),
+        (
+            "/admin/slots/agent",
+            r#"{"state":"sleepy"}"#,
+            400,
+            "/error/code",
+            "request.invalid",
+        ),
+        (
+            "/admin/slots/chat",
+            push,
+            400,
+            "/error/details/kind",
+            "container",
+        ),
+        (
+            "/admin/slots/agent",
+            "{nope",
+            400,
+            "/error/code",
+            "request.invalid_json",
+        ),
+    ] {
+        let (st, _, v) = http(addr, "PUT", path, "", body);
+        assert_eq!(
+            (st, v.pointer(ptr).and_then(Value::as_str)),
+            (status, Some(want)),
+            "{path} {body}"
+        );
+    }
 
     // Route view (routing::explain not wired) and the explainer hook.
     let (st, _, v) = http(
@@ -582,4 +594,22 @@ fn admin_bearer_token() {
     assert_eq!(st, 200);
     assert_eq!(v["upstreams"][0]["state"], "offline");
     assert_eq!(http(addr, "GET", "/healthz", "", "").0, 200);
+}
+
+#[test]
+fn sighup_reloads() {
+    let be = Backend::start(&["m1"]);
+    let chat = upstream("chat", "container", &be.url(), "");
+    let f = TempConfig::new(&chat);
+    let c = started(f.load());
+    c.handle_sighup().unwrap();
+    f.write(&format!(
+        "{chat}[[upstream]]\nname = \"local\"\nkind = \"composite\"\n"
+    ));
+    // SAFETY: raise(3) sends SIGHUP to this process, whose handler was installed just above.
+    assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+    wait_for("reloaded on SIGHUP", || {
+        c.snapshot().by_name("local").is_some()
+    });
+    c.shutdown();
 }

@@ -68,6 +68,8 @@ struct Reply {
     content_type: &'static str,
     body: Vec<u8>,
     extra: String,
+    /// Answering `HEAD`: the length of the body, not the body.
+    head_only: bool,
 }
 
 impl Reply {
@@ -77,6 +79,7 @@ impl Reply {
             content_type: "application/json",
             body: serde_json::to_vec(v).expect("json"),
             extra: String::new(),
+            head_only: false,
         }
     }
 
@@ -89,6 +92,7 @@ impl Reply {
                 .map(|s| format!("retry-after: {s}\r\n"))
                 .unwrap_or_default(),
             body: e.body(),
+            head_only: false,
         }
     }
 
@@ -109,7 +113,9 @@ impl Reply {
             if close { "connection: close\r\n" } else { "" },
         )
         .into_bytes();
-        out.extend_from_slice(&self.body);
+        if !self.head_only {
+            out.extend_from_slice(&self.body);
+        }
         out
     }
 }
@@ -129,7 +135,13 @@ fn serve_conn(control: &Control, stream: TcpStream) {
     loop {
         let (reply, close) = match read_request(&mut w) {
             Ok(None) => return,
-            Ok(Some((req, close))) => (route(control, &req), close),
+            Ok(Some((req, close))) => {
+                let mut reply = route(control, &req);
+                if req.method == "HEAD" {
+                    reply.head_only = true;
+                }
+                (reply, close)
+            }
             Err(WireError::Timeout) | Err(WireError::Closed) | Err(WireError::Io(_)) => return,
             Err(WireError::TooLarge) => (
                 Reply::error(ErrorReply::new(
@@ -376,6 +388,8 @@ fn upstreams_json(control: &Control) -> Value {
                 },
                 "pushed": l.pushed.as_ref().map(|p| json!({"state": p.state.as_str(), "progress": p.progress})),
                 "inflight": {
+                    // DESIGN.md §3: a local upstream with a request in flight counts as serving.
+                    "serving": c.as_ref().is_some_and(|c| c.requests() > 0),
                     "requests": c.as_ref().map_or(0, |c| c.requests()),
                     "streams": c.as_ref().map_or(0, |c| c.streams()),
                     "total": c.as_ref().map_or(0, |c| c.total()),
@@ -432,50 +446,59 @@ fn route_explain(control: &Control, query: &str) -> Reply {
     )
 }
 
+/// Appends one per-upstream gauge family (HELP, TYPE, one sample per upstream with a value).
+fn gauge<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (&'a str, u64)>,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (upstream, v) in samples {
+        let _ = writeln!(out, "{name}{{upstream=\"{upstream}\"}} {v}");
+    }
+}
+
 /// `GET /metrics`: control's own gauges, then whatever the registered hook renders.
 fn metrics(control: &Control) -> Reply {
-    use std::fmt::Write;
     let (config, live, epoch) = control.live_view();
     let view = Snapshot::build(config, &live, epoch);
-    let mut out = String::new();
-    out.push_str("# HELP slotgate_snapshot_epoch Routing snapshot publication number.\n# TYPE slotgate_snapshot_epoch gauge\n");
-    let _ = writeln!(out, "slotgate_snapshot_epoch {}", control.cell().epoch());
-    out.push_str("# HELP slotgate_upstream_probe_up 1 when the last health probe passed.\n# TYPE slotgate_upstream_probe_up gauge\n");
-    for u in view.upstreams.iter().filter(|u| u.cfg.probed()) {
-        let up = u8::from(u.live.probe == ProbeStatus::Passing);
-        let _ = writeln!(
-            out,
-            "slotgate_upstream_probe_up{{upstream=\"{}\"}} {up}",
-            u.name()
-        );
-    }
-    out.push_str("# HELP slotgate_upstream_models Model ids in the upstream's cache.\n# TYPE slotgate_upstream_models gauge\n");
-    for u in &view.upstreams {
-        let _ = writeln!(
-            out,
-            "slotgate_upstream_models{{upstream=\"{}\"}} {}",
-            u.name(),
-            u.live.models.ids.len()
-        );
-    }
-    out.push_str("# HELP slotgate_upstream_inflight_requests Requests in flight per upstream.\n# TYPE slotgate_upstream_inflight_requests gauge\n");
-    for u in &view.upstreams {
-        let n = control.counters(u.name()).map_or(0, |c| c.requests());
-        let _ = writeln!(
-            out,
-            "slotgate_upstream_inflight_requests{{upstream=\"{}\"}} {n}",
-            u.name()
-        );
-    }
-    out.push_str("# HELP slotgate_upstream_open_streams Streaming responses open per upstream.\n# TYPE slotgate_upstream_open_streams gauge\n");
-    for u in &view.upstreams {
-        let n = control.counters(u.name()).map_or(0, |c| c.streams());
-        let _ = writeln!(
-            out,
-            "slotgate_upstream_open_streams{{upstream=\"{}\"}} {n}",
-            u.name()
-        );
-    }
+    let ups = || view.upstreams.iter();
+    let count = |name: &str, f: fn(&super::UpstreamCounters) -> u64| {
+        control.counters(name).map_or(0, |c| f(&c))
+    };
+    let mut out = format!(
+        "# HELP slotgate_snapshot_epoch Routing snapshot publication number.\n\
+         # TYPE slotgate_snapshot_epoch gauge\nslotgate_snapshot_epoch {}\n",
+        control.cell().epoch()
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_probe_up",
+        "1 when the last health probe passed.",
+        ups()
+            .filter(|u| u.cfg.probed())
+            .map(|u| (u.name(), u64::from(u.live.probe == ProbeStatus::Passing))),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_models",
+        "Model ids in the upstream's cache.",
+        ups().map(|u| (u.name(), u.live.models.ids.len() as u64)),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_inflight_requests",
+        "Requests in flight per upstream.",
+        ups().map(|u| (u.name(), count(u.name(), |c| c.requests()))),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_open_streams",
+        "Streaming responses open per upstream.",
+        ups().map(|u| (u.name(), count(u.name(), |c| c.streams()))),
+    );
     if let Some(hook) = control.metrics.read().as_ref() {
         out.push_str(&hook());
     }
@@ -484,6 +507,7 @@ fn metrics(control: &Control) -> Reply {
         content_type: "text/plain; version=0.0.4",
         body: out.into_bytes(),
         extra: String::new(),
+        head_only: false,
     }
 }
 

@@ -4,7 +4,9 @@
 use crate::config::UpstreamKind;
 use crate::routing::{SlotState, Snapshot, UpstreamEntry};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 
 /// What a chat UI shows for one model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,28 @@ pub fn model_json(snap: &Snapshot, id: &str) -> Option<Vec<u8>> {
         return None;
     }
     Some(serde_json::to_vec(&entry(snap, id)).expect("json"))
+}
+
+/// A worker's memo of the `GET /v1/models` body: rebuilt only when the snapshot epoch moves, so
+/// a model-list poll costs a cache hit (no lock, no atomics; one memo per worker thread).
+#[derive(Debug, Default)]
+pub struct CatalogMemo {
+    cached: RefCell<Option<(u64, Rc<[u8]>)>>,
+}
+
+impl CatalogMemo {
+    /// The list body for `snap`.
+    pub fn list(&self, snap: &Snapshot) -> Rc<[u8]> {
+        let mut c = self.cached.borrow_mut();
+        match &*c {
+            Some((epoch, body)) if *epoch == snap.epoch => body.clone(),
+            _ => {
+                let body: Rc<[u8]> = Rc::from(models_list_json(snap));
+                *c = Some((snap.epoch, body.clone()));
+                body
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +251,18 @@ kind = "composite"
         .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn memo_follows_epoch() {
+        let s = snap();
+        let m = CatalogMemo::default();
+        let a = m.list(&s);
+        assert!(Rc::ptr_eq(&a, &m.list(&s)));
+        let mut s2 = s.clone();
+        s2.epoch += 1;
+        assert!(!Rc::ptr_eq(&a, &m.list(&s2)));
+        assert_eq!(&*a, models_list_json(&s).as_slice());
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod signal;
 mod wire;
 
 pub use admin::spawn_admin;
-pub use catalog::{model_json, models_list_json, ModelStatus};
+pub use catalog::{model_json, models_list_json, CatalogMemo, ModelStatus};
 pub use counters::{InflightGuard, UpstreamCounters};
 pub use flight::ModelsFetch;
 
@@ -316,7 +316,11 @@ impl Control {
     /// let its prober re-probe on the failing schedule.
     pub fn mark_down(&self, name: &str) {
         let now = Instant::now();
-        let found = self.update(name, None, |l, _| {
+        let found = self.update(name, None, |l, cfg| {
+            if !cfg.probed() {
+                // Nothing would ever probe it back up; the proxy's own 502 says enough.
+                return (false, ());
+            }
             let changed = l.probe != ProbeStatus::Failing;
             l.probe = ProbeStatus::Failing;
             l.last_probe_at = Some(now);
@@ -551,8 +555,7 @@ impl Control {
             for u in &cfg.upstreams {
                 let k = key(&u.name);
                 match probers.remove(&k) {
-                    Some(p) if p.ident() == Ident::of(u) => {
-                        p.set_config(u);
+                    Some(p) if p.config() == u => {
                         next.insert(k, p);
                     }
                     old => {

@@ -26,7 +26,9 @@ struct Signals {
 /// Handle to one upstream's prober thread.
 pub(crate) struct Prober {
     ident: Ident,
-    cfg: Mutex<Arc<UpstreamConfig>>,
+    /// Fixed for the thread's life: a reload that changes any setting replaces the prober (its
+    /// live state, kept by [`Control`], carries over).
+    cfg: UpstreamConfig,
     signals: Mutex<Signals>,
     cv: Condvar,
 }
@@ -47,7 +49,7 @@ impl Prober {
         }
         let p = Arc::new(Prober {
             ident: Ident::of(cfg),
-            cfg: Mutex::new(Arc::new(cfg.clone())),
+            cfg: cfg.clone(),
             signals: Mutex::default(),
             cv: Condvar::new(),
         });
@@ -58,15 +60,9 @@ impl Prober {
         Ok(Some(p))
     }
 
-    /// The identity it probes.
-    pub(crate) fn ident(&self) -> Ident {
-        self.ident.clone()
-    }
-
-    /// Takes new settings (intervals, health path) of an unchanged upstream after a reload.
-    pub(crate) fn set_config(&self, cfg: &UpstreamConfig) {
-        *self.cfg.lock() = Arc::new(cfg.clone());
-        self.wake();
+    /// The settings it runs with.
+    pub(crate) fn config(&self) -> &UpstreamConfig {
+        &self.cfg
     }
 
     /// Probe as soon as possible.
@@ -90,14 +86,14 @@ impl Prober {
     fn run(&self, control: Weak<Control>) {
         let mut rng = Jitter::seeded(self as *const _ as u64);
         let now = Instant::now();
-        let cfg0 = self.cfg.lock().clone();
-        let hostname = cfg0
+        let cfg = &self.cfg;
+        let hostname = cfg
             .parsed_url
             .as_ref()
             .is_some_and(|u| u.literal_addr().is_none());
-        let mut next_probe = cfg0.probed().then_some(now);
-        // Probed upstreams refresh models when a probe turns healthy; others from the start.
-        let mut next_refresh = (fetchable(&cfg0) && !cfg0.probed()).then_some(now);
+        let mut next_probe = cfg.probed().then_some(now);
+        // Probed upstreams refresh models once a probe passes; others from the start.
+        let mut next_refresh = (fetchable(cfg) && !cfg.probed()).then_some(now);
         let mut next_dns = hostname.then_some(now);
         let mut fails: usize = 0;
         loop {
@@ -107,10 +103,9 @@ impl Prober {
                     if s.stop {
                         return;
                     }
-                    let cfg = self.cfg.lock().clone();
                     if std::mem::take(&mut s.down) && cfg.probed() {
                         fails = fails.max(1);
-                        next_probe = Some(Instant::now() + backoff(&cfg, 0, &mut rng));
+                        next_probe = Some(Instant::now() + backoff(cfg, 0, &mut rng));
                         next_refresh = None;
                     }
                     if std::mem::take(&mut s.wake) && cfg.probed() {
@@ -130,10 +125,9 @@ impl Prober {
                 }
             }
             let Some(ctl) = control.upgrade() else { return };
-            let cfg = self.cfg.lock().clone();
             let now = Instant::now();
             if next_probe.is_some_and(|t| t <= now) {
-                let passing = probe(&ctl, &cfg);
+                let passing = probe(&ctl, cfg);
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
                 let Some(prev) = ctl.record_probe(&cfg.name, &self.ident, passing) else {
                     return; // removed by a reload
@@ -143,26 +137,27 @@ impl Prober {
                     next_probe = Some(Instant::now() + ms(cfg.probe_interval_ms));
                     if prev != ProbeStatus::Passing {
                         tracing::info!(upstream = %cfg.name, "probe passing");
-                        if fetchable(&cfg) {
-                            next_refresh = Some(Instant::now());
-                        }
+                    }
+                    // Turned healthy (or this prober just started): refresh the models now.
+                    if fetchable(cfg) && (prev != ProbeStatus::Passing || next_refresh.is_none()) {
+                        next_refresh = Some(Instant::now());
                     }
                 } else {
                     if prev != ProbeStatus::Failing {
                         tracing::warn!(upstream = %cfg.name, "probe failing");
                     }
-                    next_probe = Some(Instant::now() + backoff(&cfg, fails, &mut rng));
+                    next_probe = Some(Instant::now() + backoff(cfg, fails, &mut rng));
                     fails += 1;
                     next_refresh = None;
                 }
             }
             if next_refresh.is_some_and(|t| t <= Instant::now()) {
                 ctl.start_fetch(&key(&cfg.name), None);
-                next_refresh = fetchable(&cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
+                next_refresh = fetchable(cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
             }
             if next_dns.is_some_and(|t| t <= Instant::now()) {
-                ctl.resolve(&cfg);
+                ctl.resolve(cfg);
                 next_dns = Some(Instant::now() + DNS_REFRESH);
             }
         }
