@@ -4,6 +4,7 @@
 //! and relays, while [`control`] keeps live state and publishes routing snapshots beside it.
 
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod proxy;
 pub mod routing;

@@ -1,0 +1,551 @@
+//! The admin API (DESIGN.md §6) on `[listen] admin`: a small blocking HTTP/1.1 server, one std
+//! thread per connection (low traffic), every error in the §4 envelope.
+//!
+//! `/admin/*` and `/metrics` need `Authorization: Bearer <token>` when `listen.admin_token_env`
+//! names a set variable (compared in constant time); `/healthz` and `/readyz` never do, so
+//! orchestrator probes keep working.
+
+use super::catalog;
+use super::wire::{constant_time_eq, framing, Framing, Wire, WireError};
+use super::{Control, PushError};
+use crate::config::UpstreamKind;
+use crate::http::error::reason_phrase;
+use crate::http::{ErrorCode, ErrorReply};
+use crate::routing::{ProbeStatus, SlotState, Snapshot};
+use serde_json::{json, Value};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Connections served at once; more are closed at accept (a misbehaving scraper cannot pile up
+/// threads).
+const MAX_CONNS: usize = 64;
+/// Time for one request (head and body) once its first byte may arrive.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body (slot pushes are small JSON).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Binds the admin listener on `addr` and serves it on a background thread. Returns the bound
+/// address (useful with port 0) and the accept thread's handle.
+pub fn spawn_admin(
+    control: Arc<Control>,
+    addr: SocketAddr,
+) -> io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
+    let h = std::thread::Builder::new()
+        .name("slotgate-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(stream) = conn else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNS {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                let c = control.clone();
+                let a = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("slotgate-admin-conn".into())
+                    .spawn(move || {
+                        serve_conn(&c, stream);
+                        a.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        })?;
+    Ok((local, h))
+}
+
+/// An answer: status, content type, body, extra header lines.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    extra: String,
+    /// Answering `HEAD`: the length of the body, not the body.
+    head_only: bool,
+}
+
+impl Reply {
+    fn json(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).expect("json"),
+            extra: String::new(),
+            head_only: false,
+        }
+    }
+
+    fn error(e: ErrorReply) -> Reply {
+        Reply {
+            status: e.code.status(),
+            content_type: "application/json",
+            extra: e
+                .retry_after_s
+                .map(|s| format!("retry-after: {s}\r\n"))
+                .unwrap_or_default(),
+            body: e.body(),
+            head_only: false,
+        }
+    }
+
+    fn with_header(mut self, line: &str) -> Reply {
+        self.extra.push_str(line);
+        self.extra.push_str("\r\n");
+        self
+    }
+
+    fn bytes(&self, close: bool) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{}{}\r\n",
+            self.status,
+            reason_phrase(self.status),
+            self.content_type,
+            self.body.len(),
+            self.extra,
+            if close { "connection: close\r\n" } else { "" },
+        )
+        .into_bytes();
+        if !self.head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// A parsed request the router sees.
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    authorization: Option<Vec<u8>>,
+    body: Vec<u8>,
+}
+
+fn serve_conn(control: &Control, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut w = Wire::new(stream, Instant::now() + REQUEST_TIMEOUT);
+    loop {
+        let (reply, close) = match read_request(&mut w) {
+            Ok(None) => return,
+            Ok(Some((req, close))) => {
+                let mut reply = route(control, &req);
+                if req.method == "HEAD" {
+                    reply.head_only = true;
+                }
+                (reply, close)
+            }
+            Err(WireError::Timeout) | Err(WireError::Closed) | Err(WireError::Io(_)) => return,
+            Err(WireError::TooLarge) => (
+                Reply::error(ErrorReply::new(
+                    ErrorCode::BodyTooLarge,
+                    "admin request over its size limit",
+                )),
+                true,
+            ),
+            Err(WireError::Bad(m)) => (Reply::error(ErrorReply::new(ErrorCode::BadHttp, m)), true),
+        };
+        if w.write_all(&reply.bytes(close)).is_err() || close {
+            return;
+        }
+        w.set_deadline(Instant::now() + REQUEST_TIMEOUT);
+    }
+}
+
+fn read_request(w: &mut Wire) -> Result<Option<(Request, bool)>, WireError> {
+    let Some(head) = w.read_head()? else {
+        return Ok(None);
+    };
+    let mut hs = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut hs);
+    match req.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(WireError::Bad("incomplete head".into())),
+        Err(e) => return Err(WireError::Bad(format!("bad request head: {e}"))),
+    }
+    let fr = framing(req.headers, Framing::Empty).map_err(WireError::Bad)?;
+    let mut close = req.version == Some(0);
+    let mut authorization = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            close = v.contains("close") || (close && !v.contains("keep-alive"));
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(h.value.to_vec());
+        }
+    }
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let r = Request {
+        method: req.method.unwrap_or("").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        authorization,
+        body: Vec::new(),
+    };
+    let body = w.read_body(fr, MAX_BODY)?;
+    Ok(Some((Request { body, ..r }, close)))
+}
+
+fn not_allowed(allow: &str) -> Reply {
+    Reply::error(ErrorReply::new(
+        ErrorCode::MethodNotAllowed,
+        format!("method not allowed; use {allow}"),
+    ))
+    .with_header(&format!("allow: {allow}"))
+}
+
+fn route(control: &Control, req: &Request) -> Reply {
+    let m = req.method.as_str();
+    match req.path.as_str() {
+        "/healthz" => match m {
+            "GET" | "HEAD" => Reply::json(200, &json!({"status": "ok"})),
+            _ => not_allowed("GET"),
+        },
+        "/readyz" => match m {
+            "GET" | "HEAD" => readyz(control),
+            _ => not_allowed("GET"),
+        },
+        p if p == "/metrics" || p.starts_with("/admin/") => {
+            if let Err(r) = authorize(control, req) {
+                return r;
+            }
+            admin_route(control, req)
+        }
+        _ => Reply::error(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no admin endpoint {}", req.path),
+        )),
+    }
+}
+
+fn authorize(control: &Control, req: &Request) -> Result<(), Reply> {
+    let Some(var) = control.config().listen.admin_token_env.clone() else {
+        return Ok(());
+    };
+    let Some(token) = std::env::var(&var).ok().filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let given = req
+        .authorization
+        .as_deref()
+        .and_then(|v| {
+            v.strip_prefix(b"Bearer ")
+                .or_else(|| v.strip_prefix(b"bearer "))
+        })
+        .unwrap_or_default();
+    if constant_time_eq(given, token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Reply::error(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            "the admin API requires a valid bearer token",
+        ))
+        .with_header("www-authenticate: Bearer"))
+    }
+}
+
+fn admin_route(control: &Control, req: &Request) -> Reply {
+    let m = req.method.as_str();
+    match req.path.as_str() {
+        "/metrics" if m == "GET" => metrics(control),
+        "/metrics" => not_allowed("GET"),
+        "/admin/upstreams" if m == "GET" => Reply::json(200, &upstreams_json(control)),
+        "/admin/upstreams" => not_allowed("GET"),
+        "/admin/route" if m == "GET" => route_explain(control, &req.query),
+        "/admin/route" => not_allowed("GET"),
+        "/admin/reload" if m == "POST" => match control.reload() {
+            Ok(epoch) => Reply::json(200, &json!({"reloaded": true, "epoch": epoch})),
+            Err(e) => Reply::error(
+                ErrorReply::new(
+                    ErrorCode::InvalidRequest,
+                    "config refused; still serving the previous one",
+                )
+                .details(json!({"problems": e.problems})),
+            ),
+        },
+        "/admin/reload" => not_allowed("POST"),
+        p => match p.strip_prefix("/admin/slots/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => {
+                if m == "PUT" || m == "POST" {
+                    push_slot(control, &percent_decode(name), &req.body)
+                } else {
+                    not_allowed("PUT")
+                }
+            }
+            _ => Reply::error(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("no admin endpoint {p}"),
+            )),
+        },
+    }
+}
+
+fn readyz(control: &Control) -> Reply {
+    match control.readiness() {
+        Some(r) => Reply::json(
+            200,
+            &json!({"ready": true, "driver": r.driver, "workers": r.workers, "epoch": control.cell().epoch()}),
+        ),
+        None => Reply::json(503, &json!({"ready": false, "workers": 0})),
+    }
+}
+
+fn push_slot(control: &Control, name: &str, body: &[u8]) -> Reply {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Reply::error(ErrorReply::new(
+                ErrorCode::InvalidJson,
+                format!("body is not JSON: {e}"),
+            ))
+        }
+    };
+    let state = v.get("state").and_then(Value::as_str);
+    let Some(state) = state.and_then(SlotState::parse) else {
+        return Reply::error(
+            ErrorReply::new(
+                ErrorCode::InvalidRequest,
+                "\"state\" must be one of offline pulling starting warming ready serving idle unloading error",
+            )
+            .details(json!({"slot": name, "state": v.get("state")})),
+        );
+    };
+    let progress = v.get("progress").cloned().unwrap_or_else(|| json!({}));
+    if !progress.is_object() {
+        return Reply::error(
+            ErrorReply::new(ErrorCode::InvalidRequest, "\"progress\" must be an object")
+                .details(json!({"slot": name})),
+        );
+    }
+    match control.push_slot_state(name, state, progress) {
+        Ok(epoch) => Reply::json(
+            200,
+            &json!({"slot": name, "state": state.as_str(), "epoch": epoch}),
+        ),
+        Err(PushError::UnknownSlot) => Reply::error(
+            ErrorReply::new(ErrorCode::NotFound, format!("no upstream named '{name}'"))
+                .details(json!({"slot": name})),
+        ),
+        Err(PushError::NotASlot(kind)) => Reply::error(
+            ErrorReply::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "'{name}' is a {} upstream; only slot upstreams take pushed state",
+                    kind.as_str()
+                ),
+            )
+            .details(json!({"slot": name, "kind": kind.as_str()})),
+        ),
+    }
+}
+
+fn age_ms(t: Option<Instant>) -> Value {
+    t.map(|t| json!(t.elapsed().as_millis() as u64))
+        .unwrap_or(Value::Null)
+}
+
+fn probe_str(p: ProbeStatus) -> &'static str {
+    match p {
+        ProbeStatus::Unknown => "unknown",
+        ProbeStatus::Passing => "passing",
+        ProbeStatus::Failing => "failing",
+    }
+}
+
+/// `GET /admin/upstreams`: every upstream in priority order with its live state.
+fn upstreams_json(control: &Control) -> Value {
+    let (config, live, epoch) = control.live_view();
+    let view = Snapshot::build(config, &live, epoch);
+    let list: Vec<Value> = view
+        .upstreams
+        .iter()
+        .map(|u| {
+            let c = control.counters(u.name());
+            let l = &u.live;
+            json!({
+                "name": u.name(),
+                "kind": u.kind().as_str(),
+                "url": u.cfg.url,
+                "state": u.state().as_str(),
+                "probe": {
+                    "enabled": u.cfg.probed(),
+                    "status": probe_str(l.probe),
+                    "last_age_ms": age_ms(l.last_probe_at),
+                },
+                "models": {
+                    "ids": l.models.ids,
+                    "static": !u.cfg.models.is_empty(),
+                    "age_ms": age_ms(l.models.fetched_at),
+                    "advertised": u.cfg.advertise_models && u.kind() != UpstreamKind::Composite,
+                },
+                "pushed": l.pushed.as_ref().map(|p| json!({"state": p.state.as_str(), "progress": p.progress})),
+                "inflight": {
+                    // DESIGN.md §3: a local upstream with a request in flight counts as serving.
+                    "serving": c.as_ref().is_some_and(|c| c.requests() > 0),
+                    "requests": c.as_ref().map_or(0, |c| c.requests()),
+                    "streams": c.as_ref().map_or(0, |c| c.streams()),
+                    "total": c.as_ref().map_or(0, |c| c.total()),
+                },
+                "addrs": l.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"epoch": control.cell().epoch(), "upstreams": list})
+}
+
+/// `GET /admin/route?model=M&path=P`: the registered explainer, or this snapshot's view of who
+/// has the model until `routing::explain` is wired.
+fn route_explain(control: &Control, query: &str) -> Reply {
+    let mut model = String::new();
+    let mut path = "/v1/chat/completions".to_string();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "model" => model = percent_decode(v),
+            "path" => path = percent_decode(v),
+            _ => {}
+        }
+    }
+    let snap = control.snapshot();
+    if let Some(explain) = control.explainer.read().as_ref() {
+        return Reply::json(200, &explain(&snap, &model, &path));
+    }
+    let holders: Vec<Value> = snap
+        .upstreams
+        .iter()
+        .filter(|u| u.live.models.ids.contains(&model))
+        .map(|u| json!({"upstream": u.name(), "kind": u.kind().as_str(), "state": u.state().as_str()}))
+        .collect();
+    let binding = snap
+        .config
+        .registry
+        .get(&model)
+        .map(|b| json!({"upstream": b.upstream, "upstream_model": b.upstream_model}));
+    let owner =
+        catalog::owner(&snap, &model).map(|(u, s)| json!({"upstream": u, "status": s.as_str()}));
+    Reply::json(
+        200,
+        &json!({
+            "model": model,
+            "path": path,
+            "epoch": snap.epoch,
+            "explained": false,
+            "note": "routing::explain is not wired yet; this is the snapshot's view",
+            "registry": binding,
+            "cached_by": holders,
+            "models_owner": owner,
+        }),
+    )
+}
+
+/// Appends one per-upstream gauge family (HELP, TYPE, one sample per upstream with a value).
+fn gauge<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (&'a str, u64)>,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (upstream, v) in samples {
+        let _ = writeln!(out, "{name}{{upstream=\"{upstream}\"}} {v}");
+    }
+}
+
+/// `GET /metrics`: control's own gauges, then whatever the registered hook renders.
+fn metrics(control: &Control) -> Reply {
+    let (config, live, epoch) = control.live_view();
+    let view = Snapshot::build(config, &live, epoch);
+    let ups = || view.upstreams.iter();
+    let count = |name: &str, f: fn(&super::UpstreamCounters) -> u64| {
+        control.counters(name).map_or(0, |c| f(&c))
+    };
+    let mut out = format!(
+        "# HELP slotgate_snapshot_epoch Routing snapshot publication number.\n\
+         # TYPE slotgate_snapshot_epoch gauge\nslotgate_snapshot_epoch {}\n",
+        control.cell().epoch()
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_probe_up",
+        "1 when the last health probe passed.",
+        ups()
+            .filter(|u| u.cfg.probed())
+            .map(|u| (u.name(), u64::from(u.live.probe == ProbeStatus::Passing))),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_models",
+        "Model ids in the upstream's cache.",
+        ups().map(|u| (u.name(), u.live.models.ids.len() as u64)),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_inflight_requests",
+        "Requests in flight per upstream.",
+        ups().map(|u| (u.name(), count(u.name(), |c| c.requests()))),
+    );
+    gauge(
+        &mut out,
+        "slotgate_upstream_open_streams",
+        "Streaming responses open per upstream.",
+        ups().map(|u| (u.name(), count(u.name(), |c| c.streams()))),
+    );
+    if let Some(hook) = control.metrics.read().as_ref() {
+        out.push_str(&hook());
+    }
+    Reply {
+        status: 200,
+        content_type: "text/plain; version=0.0.4",
+        body: out.into_bytes(),
+        extra: String::new(),
+        head_only: false,
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Decodes `%XX` escapes and `+` (query strings); invalid escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries() {
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+        assert_eq!(percent_decode("qwen%3A7b"), "qwen:7b");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("end%41"), "endA");
+    }
+}

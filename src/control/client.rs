@@ -1,0 +1,183 @@
+//! Minimal blocking HTTP/1.1 GET client for health probes and `/v1/models` fetches.
+//!
+//! Control threads only (std sockets, one hard deadline for connect + write + read), so a hung
+//! upstream costs its own prober thread at most `timeout` and never touches a worker.
+
+use super::wire::{framing, Framing, Wire, WireError};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Largest response body a control-side GET accepts (a big remote's model list fits).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// A response: status and the whole decoded body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Why a GET failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No address to connect to (DNS gave nothing).
+    NoAddress,
+    /// The connection was refused (nothing listens).
+    Refused,
+    /// The deadline passed (connect, write or read).
+    Timeout,
+    /// Any other transport or framing failure.
+    Failed(String),
+}
+
+impl ClientError {
+    /// Whether the upstream refused the connection.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ClientError::Refused)
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoAddress => f.write_str("no address"),
+            ClientError::Refused => f.write_str("connection refused"),
+            ClientError::Timeout => f.write_str("timed out"),
+            ClientError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> ClientError {
+        match e {
+            WireError::Timeout => ClientError::Timeout,
+            other => ClientError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// `GET path` on the first address that accepts, sending `Host: authority` and `headers`
+/// (`name: value` pairs); the whole exchange ends within `timeout`.
+pub fn get(
+    addrs: &[SocketAddr],
+    authority: &str,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let stream = connect(addrs, deadline)?;
+    let _ = stream.set_nodelay(true);
+    let mut w = Wire::new(stream, deadline);
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"
+    );
+    for (n, v) in headers {
+        req.push_str(n);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    w.write_all(req.as_bytes())?;
+    loop {
+        let head = w.read_head()?.ok_or(ClientError::Failed(
+            "connection closed before a response".into(),
+        ))?;
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut hs);
+        match resp.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => unreachable!("head ends in a blank line"),
+            Err(e) => return Err(ClientError::Failed(format!("bad response head: {e}"))),
+        }
+        let status = resp.code.unwrap_or(0);
+        if (100..200).contains(&status) {
+            // An interim response (100 Continue): the real one follows.
+            continue;
+        }
+        let fr = if status == 204 || status == 304 {
+            Framing::Empty
+        } else {
+            framing(resp.headers, Framing::UntilClose).map_err(ClientError::Failed)?
+        };
+        let body = w.read_body(fr, MAX_BODY)?;
+        return Ok(Response { status, body });
+    }
+}
+
+fn connect(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, ClientError> {
+    let mut last = ClientError::NoAddress;
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClientError::Timeout);
+        }
+        match TcpStream::connect_timeout(a, left) {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = ClientError::Refused
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                last = ClientError::Timeout
+            }
+            Err(e) => last = ClientError::Failed(format!("connect {a}: {e}")),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn serve_once(reply: &'static [u8]) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(reply).unwrap();
+        });
+        a
+    }
+
+    #[test]
+    fn content_length_and_chunked() {
+        let a = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let r = get(&[a], "x", "/health", &[], Duration::from_secs(2)).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        let a = serve_once(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 NO\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n",
+        );
+        let r = get(&[a], "x", "/health", &[], Duration::from_secs(2)).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (503, &b"no"[..]));
+    }
+
+    #[test]
+    fn refused_and_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        assert!(get(&[a], "x", "/", &[], Duration::from_secs(1))
+            .unwrap_err()
+            .is_refused());
+        // Accepts (backlog) but never answers.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        let t = Instant::now();
+        let e = get(&[a], "x", "/", &[], Duration::from_millis(150)).unwrap_err();
+        assert!(matches!(e, ClientError::Timeout), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(1));
+        drop(l);
+    }
+}

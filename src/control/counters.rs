@@ -1,0 +1,89 @@
+//! Per-upstream in-flight accounting (DESIGN.md §3 "counts as serving"): lock-free atomics that
+//! workers bump on the request path and the admin API reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// In-flight requests and open streams of one upstream, shared by every worker.
+///
+/// Workers look the `Arc` up once per request ([`super::Control::counters`]) and hold a guard for
+/// the request's life; the same `Arc` survives reloads while the upstream's name stays, so a
+/// request that started before a reload still decrements what it incremented.
+#[derive(Debug, Default)]
+pub struct UpstreamCounters {
+    requests: AtomicU64,
+    streams: AtomicU64,
+    total: AtomicU64,
+}
+
+impl UpstreamCounters {
+    /// Counts one request in flight until the guard drops.
+    pub fn request(self: &Arc<Self>) -> InflightGuard {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        InflightGuard {
+            counters: self.clone(),
+            stream: false,
+        }
+    }
+
+    /// Requests in flight now.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Streaming responses open now.
+    pub fn streams(&self) -> u64 {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// Requests started since the upstream appeared.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps one request counted; [`InflightGuard::streaming`] also counts it as an open stream.
+#[derive(Debug)]
+pub struct InflightGuard {
+    counters: Arc<UpstreamCounters>,
+    stream: bool,
+}
+
+impl InflightGuard {
+    /// Marks the request as an open stream (idempotent) until the guard drops.
+    pub fn streaming(&mut self) {
+        if !self.stream {
+            self.stream = true;
+            self.counters.streams.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.counters.requests.fetch_sub(1, Ordering::Relaxed);
+        if self.stream {
+            self.counters.streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_and_uncount() {
+        let c = Arc::new(UpstreamCounters::default());
+        let g1 = c.request();
+        let mut g2 = c.request();
+        g2.streaming();
+        g2.streaming();
+        assert_eq!((c.requests(), c.streams(), c.total()), (2, 1, 2));
+        drop(g2);
+        assert_eq!((c.requests(), c.streams()), (1, 0));
+        drop(g1);
+        assert_eq!((c.requests(), c.total()), (0, 2));
+    }
+}

@@ -1,0 +1,350 @@
+//! Blocking HTTP/1.1 message framing over httparse for the control side (probe client and admin
+//! server): a deadline-bound buffered reader and body decoding (Content-Length or chunked).
+//!
+//! Everything here runs on control threads with std sockets, never on workers. Every read is
+//! bounded by one absolute deadline so a peer that stalls cannot hold a thread past it.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Longest head (request or status line plus headers) either side accepts.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// A framing or IO failure while reading a message.
+#[derive(Debug)]
+pub enum WireError {
+    /// The deadline passed.
+    Timeout,
+    /// The peer closed the connection before the message was complete.
+    Closed,
+    /// A socket error.
+    Io(io::Error),
+    /// The bytes are not valid HTTP/1.1 framing.
+    Bad(String),
+    /// The head or body is over its limit.
+    TooLarge,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Timeout => f.write_str("timed out"),
+            WireError::Closed => f.write_str("connection closed early"),
+            WireError::Io(e) => write!(f, "{e}"),
+            WireError::Bad(m) => write!(f, "bad http: {m}"),
+            WireError::TooLarge => f.write_str("message too large"),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> WireError {
+        if is_timeout(&e) {
+            WireError::Timeout
+        } else {
+            WireError::Io(e)
+        }
+    }
+}
+
+/// A socket with a read buffer and an absolute deadline for every operation.
+pub struct Wire {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+    deadline: Instant,
+}
+
+impl Wire {
+    /// Wraps a connected stream; every later read or write must finish before `deadline`.
+    pub fn new(stream: TcpStream, deadline: Instant) -> Wire {
+        Wire {
+            stream,
+            buf: Vec::with_capacity(4096),
+            pos: 0,
+            deadline,
+        }
+    }
+
+    /// Moves the deadline (the next keep-alive request on the same connection).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    fn remaining(&self) -> Result<Duration, WireError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(WireError::Timeout)
+        } else {
+            Ok(left)
+        }
+    }
+
+    /// Writes all of `bytes` before the deadline.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        let mut off = 0;
+        while off < bytes.len() {
+            let left = self.remaining()?;
+            self.stream.set_write_timeout(Some(left))?;
+            match self.stream.write(&bytes[off..]) {
+                Ok(0) => return Err(WireError::Closed),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
+    fn fill(&mut self) -> Result<usize, WireError> {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        let left = self.remaining()?;
+        self.stream.set_read_timeout(Some(left))?;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads until a whole head is buffered and returns it (bytes up to and including the blank
+    /// line); `Ok(None)` when the peer closed before sending anything.
+    pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        loop {
+            let unread = &self.buf[self.pos..];
+            if let Some(i) = memchr::memmem::find(unread, b"\r\n\r\n") {
+                let head = unread[..i + 4].to_vec();
+                self.pos += i + 4;
+                return Ok(Some(head));
+            }
+            if unread.len() > MAX_HEAD {
+                return Err(WireError::TooLarge);
+            }
+            if self.fill()? == 0 {
+                return if self.buf.len() == self.pos {
+                    Ok(None)
+                } else {
+                    Err(WireError::Closed)
+                };
+            }
+        }
+    }
+
+    /// Reads one CRLF-terminated line (without the CRLF), at most `limit` bytes.
+    fn read_line(&mut self, limit: usize) -> Result<Vec<u8>, WireError> {
+        loop {
+            let unread = &self.buf[self.pos..];
+            if let Some(i) = memchr::memmem::find(unread, b"\r\n") {
+                let line = unread[..i].to_vec();
+                self.pos += i + 2;
+                return Ok(line);
+            }
+            if unread.len() > limit {
+                return Err(WireError::TooLarge);
+            }
+            if self.fill()? == 0 {
+                return Err(WireError::Closed);
+            }
+        }
+    }
+
+    /// Appends exactly `n` body bytes to `out`.
+    fn read_exact_into(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+        while n > 0 {
+            if self.pos == self.buf.len() && self.fill()? == 0 {
+                return Err(WireError::Closed);
+            }
+            let take = n.min(self.buf.len() - self.pos);
+            out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+            self.pos += take;
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// Reads a body framed as `framing`, refusing more than `max` bytes.
+    pub fn read_body(&mut self, framing: Framing, max: usize) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::new();
+        match framing {
+            Framing::Empty => {}
+            Framing::Length(n) => {
+                if n > max as u64 {
+                    return Err(WireError::TooLarge);
+                }
+                self.read_exact_into(n as usize, &mut out)?;
+            }
+            Framing::Chunked => loop {
+                let line = self.read_line(1024)?;
+                let size_txt = line.split(|b| *b == b';').next().unwrap_or_default();
+                let size_txt = std::str::from_utf8(size_txt)
+                    .map_err(|_| WireError::Bad("chunk size".into()))?
+                    .trim();
+                let size = usize::from_str_radix(size_txt, 16)
+                    .map_err(|_| WireError::Bad(format!("chunk size '{size_txt}'")))?;
+                if size == 0 {
+                    // Trailers, then the blank line that ends the message.
+                    while !self.read_line(MAX_HEAD)?.is_empty() {}
+                    break;
+                }
+                if out.len() + size > max {
+                    return Err(WireError::TooLarge);
+                }
+                self.read_exact_into(size, &mut out)?;
+                if !self.read_line(2)?.is_empty() {
+                    return Err(WireError::Bad("missing CRLF after chunk".into()));
+                }
+            },
+            Framing::UntilClose => loop {
+                if self.pos < self.buf.len() {
+                    out.extend_from_slice(&self.buf[self.pos..]);
+                    self.pos = self.buf.len();
+                }
+                if out.len() > max {
+                    return Err(WireError::TooLarge);
+                }
+                if self.fill()? == 0 {
+                    break;
+                }
+            },
+        }
+        Ok(out)
+    }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// A response body that ends when the server closes the connection.
+    UntilClose,
+}
+
+/// Framing from parsed headers; `no_length` is what a message without either header means.
+pub fn framing(headers: &[httparse::Header<'_>], no_length: Framing) -> Result<Framing, String> {
+    let mut chunked = false;
+    let mut length: Option<u64> = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = std::str::from_utf8(h.value).map_err(|_| "bad transfer-encoding")?;
+            chunked = v
+                .rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked {
+                return Err(format!("unsupported transfer-encoding '{v}'"));
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("bad content-length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length".into());
+            }
+            length = Some(n);
+        }
+    }
+    match (chunked, length) {
+        (true, Some(_)) => Err("both content-length and chunked".into()),
+        (true, None) => Ok(Framing::Chunked),
+        (false, Some(0)) => Ok(Framing::Empty),
+        (false, Some(n)) => Ok(Framing::Length(n)),
+        (false, None) => Ok(no_length),
+    }
+}
+
+/// Constant-time byte comparison (the length may leak, the content does not).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn pair(bytes: &'static [u8]) -> Wire {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(bytes).unwrap();
+        });
+        let s = TcpStream::connect(a).unwrap();
+        t.join().unwrap();
+        Wire::new(s, Instant::now() + Duration::from_secs(5))
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers() {
+        let mut w = pair(b"HTTP/1.1 200 OK\r\n\r\n4;x=y\r\nabcd\r\n3\r\nefg\r\n0\r\nT: v\r\n\r\n");
+        w.read_head().unwrap().unwrap();
+        assert_eq!(w.read_body(Framing::Chunked, 100).unwrap(), b"abcdefg");
+    }
+
+    #[test]
+    fn length_and_until_close() {
+        let mut w = pair(b"hello world");
+        assert_eq!(w.read_body(Framing::Length(5), 100).unwrap(), b"hello");
+        assert_eq!(w.read_body(Framing::UntilClose, 100).unwrap(), b" world");
+    }
+
+    #[test]
+    fn limits() {
+        let mut w = pair(b"5\r\nhello\r\n0\r\n\r\n");
+        assert!(matches!(
+            w.read_body(Framing::Chunked, 3),
+            Err(WireError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let cl = [httparse::Header {
+            name: "Content-Length",
+            value: b"12",
+        }];
+        assert_eq!(framing(&cl, Framing::Empty), Ok(Framing::Length(12)));
+        let te = [httparse::Header {
+            name: "transfer-encoding",
+            value: b"gzip, chunked",
+        }];
+        assert_eq!(framing(&te, Framing::Empty), Ok(Framing::Chunked));
+        assert_eq!(framing(&[], Framing::UntilClose), Ok(Framing::UntilClose));
+        let both = [cl[0], te[0]];
+        assert!(framing(&both, Framing::Empty).is_err());
+    }
+
+    #[test]
+    fn ct_eq() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+    }
+}

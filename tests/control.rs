@@ -1,0 +1,615 @@
+//! Control-plane integration tests: real sockets on 127.0.0.1, mock backends, conditions waited
+//! on with deadlines (never sleeps as synchronisation).
+
+#[path = "control/mock.rs"]
+mod mock;
+
+use mock::Backend;
+use serde_json::Value;
+use slotgate::config::Config;
+use slotgate::control::{self, Control};
+use slotgate::routing::{ProbeStatus, SlotState, Snapshot};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds or the deadline passes.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fast-probing upstream table.
+fn upstream(name: &str, kind: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[upstream]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n\
+         probe_interval_ms = 50\nprobe_timeout_ms = 500\nprobe_backoff_ms = [50]\n\
+         models_refresh_ms = 60000\n{extra}\n"
+    )
+}
+
+fn config(text: &str) -> Config {
+    Config::from_toml_str(text, None).unwrap()
+}
+
+/// A config file on disk (for reload tests); removed on drop.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(text: &str) -> TempConfig {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "slotgate-control-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&p, text).unwrap();
+        TempConfig(p)
+    }
+    fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+    fn load(&self) -> Config {
+        Config::load(&self.0, None).unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn probe_of(s: &Snapshot, name: &str) -> ProbeStatus {
+    s.by_name(name).unwrap().live.probe
+}
+
+fn models_of(s: &Snapshot, name: &str) -> Vec<String> {
+    s.by_name(name).unwrap().live.models.ids.clone()
+}
+
+fn started(cfg: Config) -> Arc<Control> {
+    let c = Control::with_config(cfg);
+    c.spawn().unwrap();
+    c
+}
+
+#[test]
+fn probe_down_then_up_with_new_models() {
+    let mut be = Backend::start(&["m1"]);
+    let c = started(config(&upstream("chat", "container", &be.url(), "")));
+    assert_eq!(
+        c.snapshot().by_name("chat").unwrap().state(),
+        SlotState::Starting
+    );
+    wait_for("passing with m1", || {
+        let s = c.snapshot();
+        probe_of(&s, "chat") == ProbeStatus::Passing && models_of(&s, "chat") == ["m1"]
+    });
+    assert_eq!(
+        c.snapshot().by_name("chat").unwrap().state(),
+        SlotState::Ready
+    );
+
+    let epoch = c.cell().epoch();
+    be.stop();
+    let t0 = Instant::now();
+    wait_for("failing", || {
+        probe_of(&c.snapshot(), "chat") == ProbeStatus::Failing
+    });
+    // One 50 ms interval plus an instant refusal; generous slack for a loaded CI box.
+    assert!(
+        t0.elapsed() < Duration::from_millis(50 + 500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(c.cell().epoch() > epoch, "the failure was published");
+    let s = c.snapshot();
+    assert_eq!(s.by_name("chat").unwrap().state(), SlotState::Offline);
+    // The cache stays: a container is authoritative for what it advertised (it answers 503).
+    assert_eq!(models_of(&s, "chat"), ["m1"]);
+
+    // Restarted with a different model list, in llama-server's shape.
+    *be.b.models.lock() = vec!["m2".into(), "m3".into()];
+    be.b.llama_shape.store(true, Ordering::Release);
+    let hits = be.b.models_hits.load(Ordering::Relaxed);
+    be.restart();
+    wait_for("passing with the new list", || {
+        let s = c.snapshot();
+        probe_of(&s, "chat") == ProbeStatus::Passing && models_of(&s, "chat") == ["m2", "m3"]
+    });
+    assert_eq!(be.b.models_hits.load(Ordering::Relaxed), hits + 1);
+    c.shutdown();
+}
+
+#[test]
+fn hung_health_does_not_delay_other_probes() {
+    let hung = Backend::start(&["h"]);
+    hung.b.hang_health.store(true, Ordering::Release);
+    let mut ok = Backend::start(&["o"]);
+    let text = format!(
+        "{}{}",
+        upstream("hung", "container", &hung.url(), "")
+            .replace("probe_timeout_ms = 500", "probe_timeout_ms = 3000"),
+        upstream("ok", "container", &ok.url(), ""),
+    );
+    let c = started(config(&text));
+    wait_for("ok passing", || {
+        probe_of(&c.snapshot(), "ok") == ProbeStatus::Passing
+    });
+    wait_for("hung probed", || {
+        hung.b.health_hits.load(Ordering::Relaxed) >= 1
+    });
+    ok.stop();
+    let t0 = Instant::now();
+    wait_for("ok failing", || {
+        probe_of(&c.snapshot(), "ok") == ProbeStatus::Failing
+    });
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    // The hung upstream's first probe is still waiting out its 3 s timeout.
+    assert_eq!(probe_of(&c.snapshot(), "hung"), ProbeStatus::Unknown);
+    wait_for("hung failing after its timeout", || {
+        probe_of(&c.snapshot(), "hung") == ProbeStatus::Failing
+    });
+    c.shutdown();
+}
+
+#[test]
+fn mark_down_publishes_at_once_and_probe_recovers() {
+    let be = Backend::start(&["m"]);
+    let c = started(config(&upstream("chat", "container", &be.url(), "")));
+    wait_for("passing", || {
+        probe_of(&c.snapshot(), "chat") == ProbeStatus::Passing
+    });
+    let e = c.cell().epoch();
+    c.mark_down("CHAT");
+    assert_eq!(probe_of(&c.snapshot(), "chat"), ProbeStatus::Failing);
+    assert!(c.cell().epoch() > e);
+    wait_for("passing again", || {
+        probe_of(&c.snapshot(), "chat") == ProbeStatus::Passing
+    });
+    c.mark_down("nope"); // unknown names are ignored
+    c.shutdown();
+}
+
+#[test]
+fn reload_broken_file_keeps_snapshot() {
+    let be = Backend::start(&["m1"]);
+    let good = upstream("chat", "container", &be.url(), "");
+    let f = TempConfig::new(&good);
+    let c = started(f.load());
+    wait_for("warm", || models_of(&c.snapshot(), "chat") == ["m1"]);
+    wait_for("passing", || {
+        probe_of(&c.snapshot(), "chat") == ProbeStatus::Passing
+    });
+    let before = c.snapshot();
+    f.write(&format!(
+        "{good}\n[registry]\n\"x\" = \"missing\"\n[listen]\nadr = \"1\"\n"
+    ));
+    let err = c.reload().unwrap_err();
+    assert!(!err.problems.is_empty());
+    f.write(&format!(
+        "{good}\n[registry]\n\"x\" = \"missing\"\n\"y\" = \"gone\"\n"
+    ));
+    let err = c.reload().unwrap_err();
+    assert_eq!(err.problems.len(), 2, "{err}");
+    let after = c.snapshot();
+    assert!(Arc::ptr_eq(&before, &after), "snapshot untouched");
+    assert_eq!(after.epoch, before.epoch);
+    c.shutdown();
+}
+
+#[test]
+fn reload_adds_upstream_and_keeps_unchanged_state() {
+    let be1 = Backend::start(&["m1"]);
+    let be2 = Backend::start(&["m2"]);
+    let chat = upstream("chat", "container", &be1.url(), "");
+    let f = TempConfig::new(&chat);
+    let c = started(f.load());
+    wait_for("chat warm and passing", || {
+        let s = c.snapshot();
+        probe_of(&s, "chat") == ProbeStatus::Passing && models_of(&s, "chat") == ["m1"]
+    });
+    let counters = c.counters("chat").unwrap();
+    let _inflight = counters.request();
+    let hits = be1.b.models_hits.load(Ordering::Relaxed);
+
+    f.write(&format!(
+        "{chat}{}",
+        upstream("extra", "container", &be2.url(), "")
+    ));
+    let epoch = c.reload().unwrap();
+    let s = c.snapshot();
+    assert_eq!(s.epoch, epoch);
+    assert!(s.by_name("extra").is_some());
+    // Carried over in the very snapshot the reload published.
+    assert_eq!(probe_of(&s, "chat"), ProbeStatus::Passing);
+    assert_eq!(models_of(&s, "chat"), ["m1"]);
+    assert!(Arc::ptr_eq(&counters, &c.counters("chat").unwrap()));
+    assert_eq!(c.counters("chat").unwrap().requests(), 1);
+    wait_for("extra probed and warm", || {
+        let s = c.snapshot();
+        probe_of(&s, "extra") == ProbeStatus::Passing && models_of(&s, "extra") == ["m2"]
+    });
+    assert_eq!(
+        be1.b.models_hits.load(Ordering::Relaxed),
+        hits,
+        "no refetch for chat"
+    );
+
+    // Removing an upstream drops it; changing a url starts it fresh.
+    f.write(&upstream("extra", "container", &be1.url(), ""));
+    c.reload().unwrap();
+    let s = c.snapshot();
+    assert!(s.by_name("chat").is_none());
+    assert_eq!(probe_of(&s, "extra"), ProbeStatus::Unknown);
+    wait_for("extra follows its new url", || {
+        models_of(&c.snapshot(), "extra") == ["m1"]
+    });
+    c.shutdown();
+}
+
+#[test]
+fn single_flight_hundred_requesters_one_fetch() {
+    let be = Backend::start(&["r1", "r2"]);
+    // Slow enough that every requester arrives while the one fetch is in flight.
+    be.b.models_delay_ms.store(300, Ordering::Release);
+    // Not spawned: nothing fetches in the background, the remote stays cold until asked.
+    let c = Control::with_config(config(&upstream("or", "remote", &be.url(), "")));
+    assert!(models_of(&c.snapshot(), "or").is_empty());
+    let names = vec!["or".to_string()];
+    let barrier = Arc::new(Barrier::new(52));
+    let mut threads = Vec::new();
+    // 50 blocking requesters ...
+    for _ in 0..50 {
+        let (c, names, barrier) = (c.clone(), names.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || {
+            barrier.wait();
+            c.fetch_models(&names, Duration::from_secs(5)).wait();
+            assert_eq!(models_of(&c.snapshot(), "or"), ["r1", "r2"]);
+        }));
+    }
+    // ... and 50 tasks on two monoio runtimes, as dispatch awaits it on workers.
+    for _ in 0..2 {
+        let (c, names, barrier) = (c.clone(), names.clone(), barrier.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                barrier.wait();
+                let mut tasks = Vec::new();
+                for _ in 0..25 {
+                    let fut = c.fetch_models(&names, Duration::from_secs(5));
+                    tasks.push(monoio::spawn(fut));
+                }
+                for t in tasks {
+                    t.await;
+                }
+                assert_eq!(models_of(&c.snapshot(), "or"), ["r1", "r2"]);
+            });
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(be.b.models_hits.load(Ordering::Relaxed), 1);
+    // Warm now: asking again fetches nothing and completes at once.
+    c.fetch_models(&names, Duration::from_secs(5)).wait();
+    assert_eq!(be.b.models_hits.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn fetch_models_times_out_but_result_lands_later() {
+    let be = Backend::start(&["late"]);
+    be.b.models_delay_ms.store(600, Ordering::Release);
+    let c = Control::with_config(config(&upstream("or", "remote", &be.url(), "")));
+    let t0 = Instant::now();
+    c.fetch_models(&["or".to_string()], Duration::from_millis(50))
+        .wait();
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(models_of(&c.snapshot(), "or").is_empty());
+    wait_for("late result published", || {
+        models_of(&c.snapshot(), "or") == ["late"]
+    });
+    // Unknown and composite names are skipped without waiting.
+    let t0 = Instant::now();
+    c.fetch_models(&["nope".to_string()], Duration::from_secs(5))
+        .wait();
+    assert!(t0.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn front_door_model_list_follows_snapshot() {
+    let be = Backend::start(&["m1"]);
+    let text = format!(
+        "{}[[upstream]]\nname = \"local\"\nkind = \"composite\"\n[registry]\n\"alias-model\" = \"local\"\n",
+        upstream("agent", "slot", &be.url(), "")
+    );
+    let c = started(config(&text));
+    wait_for("warm", || models_of(&c.snapshot(), "agent") == ["m1"]);
+    let v: Value = serde_json::from_slice(&control::models_list_json(&c.snapshot())).unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["alias-model", "m1"]);
+    c.push_slot_state(
+        "agent",
+        SlotState::Warming,
+        serde_json::json!({"phase": "load"}),
+    )
+    .unwrap();
+    let one: Value =
+        serde_json::from_slice(&control::model_json(&c.snapshot(), "m1").unwrap()).unwrap();
+    assert_eq!(
+        (one["owned_by"].as_str(), one["status"].as_str()),
+        (Some("agent"), Some("loading"))
+    );
+    assert!(control::model_json(&c.snapshot(), "nope").is_none());
+    c.shutdown();
+}
+
+/// One raw HTTP/1.1 exchange: (status, lowercase head, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n{headers}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    let v = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (status, head.to_ascii_lowercase(), v)
+}
+
+#[test]
+fn admin_api_over_http() {
+    let be = Backend::start(&["m1"]);
+    let text = format!(
+        "{}{}",
+        upstream("agent", "slot", &be.url(), ""),
+        upstream("chat", "container", &be.url(), ""),
+    );
+    let f = TempConfig::new(&text);
+    let c = started(f.load());
+    let (addr, _h) = control::spawn_admin(c.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    wait_for("warm", || models_of(&c.snapshot(), "chat") == ["m1"]);
+
+    assert_eq!(http(addr, "GET", "/healthz", "", "").0, 200);
+    let (st, _, v) = http(addr, "GET", "/readyz", "", "");
+    assert_eq!((st, &v["ready"]), (503, &Value::Bool(false)));
+    c.set_ready("epoll", 3);
+    let (st, _, v) = http(addr, "GET", "/readyz", "", "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["ready"].as_bool(),
+            v["driver"].as_str(),
+            v["workers"].as_u64()
+        ),
+        (Some(true), Some("epoll"), Some(3))
+    );
+
+    let _g = c.counters("chat").unwrap().request();
+    let (st, _, v) = http(addr, "GET", "/admin/upstreams", "", "");
+    assert_eq!(st, 200);
+    let chat = v["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "chat")
+        .unwrap()
+        .clone();
+    assert_eq!(chat["kind"], "container");
+    assert_eq!(chat["url"], be.url());
+    assert_eq!(chat["state"], "ready");
+    assert_eq!(chat["probe"]["status"], "passing");
+    assert!(chat["probe"]["last_age_ms"].is_u64());
+    assert_eq!(chat["models"]["ids"], serde_json::json!(["m1"]));
+    assert!(chat["models"]["age_ms"].is_u64());
+    assert_eq!(chat["inflight"]["requests"], 1);
+
+    // Slot pushes.
+    let push = r#"{"state":"warming","progress":{"phase":"load","requested_model":"m1"}}"#;
+    let (st, _, v) = http(addr, "PUT", "/admin/slots/agent", "", push);
+    assert_eq!(st, 200, "{v}");
+    let s = c.snapshot();
+    assert_eq!(s.by_name("agent").unwrap().state(), SlotState::Warming);
+    let (_, _, v) = http(addr, "GET", "/admin/upstreams", "", "");
+    let agent = v["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "agent")
+        .unwrap()
+        .clone();
+    assert_eq!(agent["pushed"]["progress"]["phase"], "load");
+    assert_eq!(agent["state"], "warming");
+    // Refused pushes: (path, body, status, JSON pointer, expected).
+    for (path, body, status, ptr, want) in [
+        (
+            "/admin/slots/ghost",
+            push,
+            404,
+            "/error/code",
+            "request.not_found",
+        ),
+        (
+            "/admin/slots/agent",
+            r#"{"state":"sleepy"}"#,
+            400,
+            "/error/code",
+            "request.invalid",
+        ),
+        (
+            "/admin/slots/chat",
+            push,
+            400,
+            "/error/details/kind",
+            "container",
+        ),
+        (
+            "/admin/slots/agent",
+            "{nope",
+            400,
+            "/error/code",
+            "request.invalid_json",
+        ),
+    ] {
+        let (st, _, v) = http(addr, "PUT", path, "", body);
+        assert_eq!(
+            (st, v.pointer(ptr).and_then(Value::as_str)),
+            (status, Some(want)),
+            "{path} {body}"
+        );
+    }
+
+    // Route view (routing::explain not wired) and the explainer hook.
+    let (st, _, v) = http(
+        addr,
+        "GET",
+        "/admin/route?model=m1&path=%2Fv1%2Fembeddings",
+        "",
+        "",
+    );
+    assert_eq!(st, 200);
+    assert_eq!(
+        (v["model"].as_str(), v["path"].as_str()),
+        (Some("m1"), Some("/v1/embeddings"))
+    );
+    c.set_route_explainer(Box::new(
+        |s, m, p| serde_json::json!({"epoch": s.epoch, "m": m, "p": p}),
+    ));
+    let (_, _, v) = http(addr, "GET", "/admin/route?model=x", "", "");
+    assert_eq!(
+        (v["m"].as_str(), v["p"].as_str()),
+        (Some("x"), Some("/v1/chat/completions"))
+    );
+
+    // Metrics: control's gauges plus the lead's hook.
+    c.set_metrics_hook(Box::new(|| "slotgate_test_metric 7\n".to_string()));
+    let (st, head, v) = http(addr, "GET", "/metrics", "", "");
+    assert_eq!(st, 200);
+    assert!(head.contains("content-type: text/plain"));
+    let metrics = v.as_str().unwrap();
+    assert!(
+        metrics.contains("slotgate_upstream_probe_up{upstream=\"chat\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("slotgate_test_metric 7"));
+
+    // Reload: refused with every problem, then accepted.
+    let epoch = c.cell().epoch();
+    f.write(&format!("{text}[registry]\n\"x\" = \"missing\"\n"));
+    let (st, _, v) = http(addr, "POST", "/admin/reload", "", "");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("request.invalid"))
+    );
+    assert_eq!(
+        v["error"]["details"]["problems"][0]["key"],
+        "registry.\"x\""
+    );
+    assert_eq!(c.cell().epoch(), epoch);
+    f.write(&text);
+    let (st, _, v) = http(addr, "POST", "/admin/reload", "", "");
+    assert_eq!(st, 200, "{v}");
+    assert!(v["epoch"].as_u64().unwrap() > epoch);
+    // The pushed state survived the reload (unchanged upstream).
+    assert_eq!(
+        c.snapshot().by_name("agent").unwrap().state(),
+        SlotState::Warming
+    );
+
+    // Wrong method, unknown path.
+    let (st, head, _) = http(addr, "GET", "/admin/reload", "", "");
+    assert!(st == 405 && head.contains("allow: post"));
+    assert_eq!(http(addr, "GET", "/nope", "", "").0, 404);
+    c.shutdown();
+}
+
+#[test]
+fn admin_bearer_token() {
+    let var = format!("SLOTGATE_TEST_ADMIN_TOKEN_{}", std::process::id());
+    std::env::set_var(&var, "s3cret");
+    let c = Control::with_config(config(&format!(
+        "[listen]\nadmin_token_env = \"{var}\"\n[[upstream]]\nname = \"c\"\nkind = \"composite\"\n"
+    )));
+    let (addr, _h) = control::spawn_admin(c.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (st, head, v) = http(addr, "GET", "/admin/upstreams", "", "");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (401, Some("auth.unauthorized"))
+    );
+    assert!(head.contains("www-authenticate: bearer"));
+    let (st, _, _) = http(
+        addr,
+        "GET",
+        "/admin/upstreams",
+        "authorization: Bearer s3cres\r\n",
+        "",
+    );
+    assert_eq!(st, 401);
+    let (st, _, _) = http(addr, "GET", "/metrics", "", "");
+    assert_eq!(st, 401);
+    let (st, _, v) = http(
+        addr,
+        "GET",
+        "/admin/upstreams",
+        "authorization: Bearer s3cret\r\n",
+        "",
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["upstreams"][0]["state"], "offline");
+    assert_eq!(http(addr, "GET", "/healthz", "", "").0, 200);
+}
+
+#[test]
+fn sighup_reloads() {
+    let be = Backend::start(&["m1"]);
+    let chat = upstream("chat", "container", &be.url(), "");
+    let f = TempConfig::new(&chat);
+    let c = started(f.load());
+    c.handle_sighup().unwrap();
+    f.write(&format!(
+        "{chat}[[upstream]]\nname = \"local\"\nkind = \"composite\"\n"
+    ));
+    // SAFETY: raise(3) sends SIGHUP to this process, whose handler was installed just above.
+    assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+    wait_for("reloaded on SIGHUP", || {
+        c.snapshot().by_name("local").is_some()
+    });
+    c.shutdown();
+}
