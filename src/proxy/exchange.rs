@@ -12,7 +12,7 @@ use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{
     dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, Snapshot, Step, UpstreamEntry,
 };
-use monoio::buf::IoBuf;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::io;
@@ -241,7 +241,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     c.watcher();
 
     let mut attempt = 0;
-    let (up, head, filled) = loop {
+    let (mut up, head, filled, mut rbuf) = loop {
         attempt += 1;
         let (up, reused) = match w.pool.checkout(
             ctx.addr,
@@ -300,8 +300,6 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             }
         }
     };
-    drop(out);
-
     // Response head (1xx already skipped). Build the client's head and send it together with the
     // body bytes that came along.
     let framing = head.framing();
@@ -487,7 +485,7 @@ async fn send_and_wait_head(
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
-) -> Result<(TcpStream, ResponseHead, usize), SendErr> {
+) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = &ctx.cfg;
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {
@@ -570,7 +568,7 @@ async fn send_and_wait_head(
                             rbuf,
                         ));
                     }
-                    return Ok((up, head, filled));
+                    return Ok((up, head, filled, rbuf));
                 }
                 Ok(Status::Incomplete) => break,
                 Err(e) => {

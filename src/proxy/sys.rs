@@ -75,7 +75,8 @@ pub fn start_connect(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
 
 /// The pending error of a socket after a non-blocking connect (`SO_ERROR`).
 pub fn take_error(s: &impl AsRawFd) -> io::Result<()> {
-    let r = socket2::SockRef::from(&BorrowedFdRef(s.as_raw_fd()));
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
     match r.take_error()? {
         Some(e) => Err(e),
         None => Ok(()),
@@ -84,13 +85,15 @@ pub fn take_error(s: &impl AsRawFd) -> io::Result<()> {
 
 /// Switches a socket to blocking mode (io_uring wants blocking sockets; epoll non-blocking ones).
 pub fn set_blocking(s: &impl AsRawFd, blocking: bool) -> io::Result<()> {
-    let r = socket2::SockRef::from(&BorrowedFdRef(s.as_raw_fd()));
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
     r.set_nonblocking(!blocking)
 }
 
 /// Sets `TCP_NODELAY`.
 pub fn set_nodelay(s: &impl AsRawFd) -> io::Result<()> {
-    let r = socket2::SockRef::from(&BorrowedFdRef(s.as_raw_fd()));
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
     r.set_nodelay(true)
 }
 
