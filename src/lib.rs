@@ -9,3 +9,4 @@ pub mod http;
 pub mod mock;
 pub mod proxy;
 pub mod routing;
+pub mod server;

@@ -1,1 +1,223 @@
-fn main() {}
+//! The `slotgate` command line (DESIGN.md §5): serve, demo, check, route, mock-backend.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use slotgate::config::Config;
+use slotgate::mock::{self, MockArgs, MockConfig};
+use slotgate::routing::{explain, routing_table, LiveState, RequestFacts, Snapshot};
+use slotgate::server::Server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "slotgate",
+    version,
+    about = "Front door for inference hosts: one address, every model slot"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level or filter (overrides SLOTGATE_LOG), e.g. `info`, `slotgate=debug`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the front door.
+    Serve {
+        /// The config file (`slotgate.toml`).
+        #[arg(long)]
+        config: PathBuf,
+        /// A tuning profile replacing `[tuning]` (e.g. `tuning/gpu-host.toml`).
+        #[arg(long)]
+        tuning: Option<PathBuf>,
+    },
+    /// Run the front door on a built-in config with built-in mock model servers.
+    Demo {
+        /// Front-door address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Admin address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+    },
+    /// Validate a config and print the routing table.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Explain the routing decision for one request, step by step.
+    Route {
+        #[arg(long)]
+        config: PathBuf,
+        /// The request's model id (omit to see the path default).
+        #[arg(long)]
+        model: Option<String>,
+        /// The request path.
+        #[arg(long, default_value = "/v1/chat/completions")]
+        path: String,
+    },
+    /// An OpenAI-compatible fake model server for demos, tests and benchmarks.
+    MockBackend(MockArgs),
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_env("SLOTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+/// The demo's config: a `chat` container serving `demo-chat` and an `embed` container, both
+/// in-process mocks on free loopback ports.
+fn demo_config(addr: &str, admin: &str, chat: &str, embed: &str) -> String {
+    format!(
+        r#"[listen]
+addr = "{addr}"
+admin = "{admin}"
+
+[routing]
+default_slot = "chat"
+
+[[upstream]]
+name = "chat"
+kind = "container"
+url = "{chat}"
+probe_interval_ms = 500
+
+[[upstream]]
+name = "embed"
+kind = "container"
+url = "{embed}"
+probe_interval_ms = 500
+
+[[upstream]]
+name = "local"
+kind = "composite"
+
+[registry]
+"demo-chat" = "local"
+"#
+    )
+}
+
+fn demo(addr: &str, admin: &str) -> Result<(), String> {
+    let chat = mock::spawn(MockConfig {
+        models: vec!["demo-chat".into()],
+        tokens: 24,
+        tokens_per_sec: 8.0,
+        ttft_ms: 300,
+        ..MockConfig::default()
+    })
+    .map_err(|e| format!("starting the chat mock: {e}"))?;
+    let embed = mock::spawn(MockConfig {
+        models: vec!["demo-embed".into()],
+        ..MockConfig::default()
+    })
+    .map_err(|e| format!("starting the embed mock: {e}"))?;
+    let text = demo_config(addr, admin, &chat.base_url(), &embed.base_url());
+    let cfg = Config::from_toml_str(&text, None).map_err(|e| e.to_string())?;
+    let server = Server::start(cfg).map_err(|e| format!("starting slotgate: {e}"))?;
+    let a = server.addr;
+    println!(
+        "slotgate demo: front door on http://{a}  (driver: {})",
+        server.driver.as_str()
+    );
+    if let Some(ad) = server.admin_addr {
+        println!("admin API on http://{ad}");
+    }
+    println!(
+        "\nTry (tokens arrive one by one):\n\n  curl -N http://{a}/v1/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"demo-chat\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'\n\n  curl http://{a}/v1/models\n  curl http://{a}/v1/embeddings -H 'content-type: application/json' -d '{{\"input\":\"hello\"}}'\n  curl -i http://{a}/v1/chat/completions -d '{{\"model\":\"no-such-model\"}}'   # capability routing, default anchor\n"
+    );
+    if let Some(ad) = server.admin_addr {
+        println!("  curl 'http://{ad}/admin/route?model=demo-chat&path=/v1/chat/completions'\n  curl http://{ad}/admin/upstreams\n");
+    }
+    println!("Ctrl-C stops.");
+    server.run_until_signalled().map_err(|e| e.to_string())?;
+    drop(chat);
+    drop(embed);
+    Ok(())
+}
+
+fn load(path: &std::path::Path, tuning: Option<&std::path::Path>) -> Result<Config, String> {
+    Config::load(path, tuning).map_err(|e| format!("{}: config refused:\n{e}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Serve { config, tuning } => {
+            let cfg = load(&config, tuning.as_deref())?;
+            let server = Server::start(cfg).map_err(|e| format!("starting slotgate: {e}"))?;
+            server.run_until_signalled().map_err(|e| e.to_string())
+        }
+        Cmd::Demo { addr, admin } => demo(&addr, &admin),
+        Cmd::Check { config } => {
+            let cfg = load(&config, None)?;
+            let mut missing = Vec::new();
+            for u in &cfg.upstreams {
+                if let Some(var) = u.auth.as_ref().and_then(|a| a.env.as_deref()) {
+                    if std::env::var_os(var).is_none() {
+                        missing.push(format!(
+                            "upstream '{}': environment variable {var} is not set",
+                            u.name
+                        ));
+                    }
+                }
+            }
+            let snap = Snapshot::build(Arc::new(cfg), &LiveState::default(), 1);
+            print!("{}", routing_table(&snap));
+            if missing.is_empty() {
+                println!("config OK");
+                Ok(())
+            } else {
+                Err(missing.join("\n"))
+            }
+        }
+        Cmd::Route {
+            config,
+            model,
+            path,
+        } => {
+            let cfg = load(&config, None)?;
+            let snap = Snapshot::build(Arc::new(cfg), &LiveState::default(), 1);
+            let facts = RequestFacts::new("POST", &path).with_model(model.as_deref());
+            print!("{}", explain(&snap, &facts));
+            Ok(())
+        }
+        Cmd::MockBackend(args) => {
+            let cfg: MockConfig = args.into();
+            mock::run(cfg).map_err(|e| format!("mock-backend: {e}"))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("slotgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

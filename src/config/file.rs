@@ -412,7 +412,9 @@ impl UpstreamUrl {
             return Err(format!("'{s}' has no host"));
         }
         if auth.contains('@') || path.contains('?') || path.contains('#') {
-            return Err(format!("'{s}': userinfo, query and fragment are not allowed"));
+            return Err(format!(
+                "'{s}': userinfo, query and fragment are not allowed"
+            ));
         }
         let default_port = if scheme == Scheme::Http { 80 } else { 443 };
         let (host, port) = if let Some(r) = auth.strip_prefix('[') {

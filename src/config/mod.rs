@@ -43,9 +43,9 @@ impl Config {
                 tuning_source = Some(p);
                 t
             }
-            Some(v @ toml::Value::Table(_)) => v.try_into::<Tuning>().map_err(|e| {
-                ConfigError::single("tuning", e.message().trim().to_string())
-            })?,
+            Some(v @ toml::Value::Table(_)) => v
+                .try_into::<Tuning>()
+                .map_err(|e| ConfigError::single("tuning", e.message().trim().to_string()))?,
             Some(_) => {
                 return Err(ConfigError::single(
                     "tuning",

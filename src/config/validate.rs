@@ -138,7 +138,10 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         {
             c.push(
                 format!("{key}.name"),
-                format!("'{}' must be non-empty ASCII letters, digits, '-', '_' or '.'", u.name),
+                format!(
+                    "'{}' must be non-empty ASCII letters, digits, '-', '_' or '.'",
+                    u.name
+                ),
             );
         }
         if names.insert(lname, u.kind).is_some() {
@@ -250,12 +253,12 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
             c.push(&key, "model ids must be non-empty with no outer whitespace");
         }
         if !names.contains_key(&upstream.to_ascii_lowercase()) {
-            c.push(
-                &key,
-                format!("binds to unknown upstream '{upstream}'"),
-            );
+            c.push(&key, format!("binds to unknown upstream '{upstream}'"));
         }
-        if upstream_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        if upstream_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
             c.push(format!("{key}.upstream_model"), "must not be empty");
         }
         registry.insert(
@@ -312,7 +315,12 @@ url = "http://127.0.0.1:1/v1"
         let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["upstream[0].url", "upstream[1].name", "upstream[1].url", "registry.\"m\""]
+            vec![
+                "upstream[0].url",
+                "upstream[1].name",
+                "upstream[1].url",
+                "registry.\"m\""
+            ]
         );
     }
 

@@ -53,6 +53,28 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         return reply_error(c, &reply, &request_id, client_keep_alive).await;
     }
 
+    // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
+    if c.head.method() == crate::http::Method::Get {
+        if path == "/v1/models" {
+            let body = crate::control::models_list_json(&snap);
+            return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
+        }
+        if let Some(id) = path.strip_prefix("/v1/models/") {
+            let id = percent_decode(id);
+            return match crate::control::model_json(&snap, &id) {
+                Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
+                None => {
+                    let reply = ErrorReply::new(
+                        ErrorCode::NoRoute,
+                        format!("no upstream serves model '{id}'"),
+                    )
+                    .details(serde_json::json!({"model": id, "path": path}));
+                    reply_error(c, &reply, &request_id, client_keep_alive).await
+                }
+            };
+        }
+    }
+
     let body_bytes: &[u8] = match &body {
         Body::InBuf(r) => &buf[r.clone()],
         Body::Owned(v) => v,
@@ -149,8 +171,14 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         head_request: c.head.method() == crate::http::Method::Head,
         addr,
     };
+    let ctx_stream = decision.stream;
     drop(snap);
-    let _inflight = super::port::InFlight::enter(w, &ctx.upstream);
+    let mut inflight = super::port::enter(w, &ctx.upstream);
+    if ctx_stream {
+        if let Some(g) = inflight.as_mut() {
+            g.streaming();
+        }
+    }
     relay(w, c, &ctx, out).await
 }
 
@@ -212,11 +240,61 @@ async fn reply_error(
     }
 }
 
+/// Decodes `%XX` escapes in a path segment (model ids may contain `/` or `:`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn reply_json(
+    c: &mut ClientConn,
+    status: u16,
+    body: &[u8],
+    request_id: &forward::RequestId,
+    keep_alive: bool,
+) -> Outcome {
+    let mut out = Vec::with_capacity(body.len() + 160);
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\n{}\r\n",
+            crate::http::error::reason_phrase(status),
+            body.len(),
+            request_id.as_str(),
+            if keep_alive { "" } else { "connection: close\r\n" }
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    let (res, _) = c.stream.write_all(out).await;
+    if res.is_err() || !keep_alive {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    }
+}
+
 /// Why an upstream attempt failed before a response head arrived.
 enum Failure {
     /// Refused/reset/closed before any response byte; `retryable` when the connection was a
     /// reused pooled one (it may have been closed by the upstream while idle).
-    Unavailable { reason: String, retryable: bool, refused: bool },
+    Unavailable {
+        reason: String,
+        retryable: bool,
+        refused: bool,
+    },
     /// No response head within `first_byte_ms`.
     Timeout,
     /// The client left while we waited.
@@ -228,8 +306,7 @@ enum Failure {
 async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>) -> Outcome {
     let cfg = &ctx.cfg;
     let started = Instant::now();
-    let total_deadline =
-        (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
+    let total_deadline = (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
     let mut out = out;
     let mut rbuf = c
         .relay
@@ -243,10 +320,10 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     let mut attempt = 0;
     let (mut up, head, filled, mut rbuf) = loop {
         attempt += 1;
-        let (up, reused) = match w.pool.checkout(
-            ctx.addr,
-            Duration::from_millis(cfg.pool_idle_timeout_ms),
-        ) {
+        let (up, reused) = match w
+            .pool
+            .checkout(ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
+        {
             Some(s) => (s, true),
             None => {
                 match pool::connect(
@@ -278,8 +355,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                 }
             }
         };
-        match send_and_wait_head(w, c, ctx, up, reused, out, rbuf, max_head, total_deadline).await
-        {
+        match send_and_wait_head(w, c, ctx, up, reused, out, rbuf, max_head, total_deadline).await {
             Ok(r) => break r,
             Err((f, o, r)) => {
                 out = o;
@@ -598,7 +674,9 @@ async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
                 ctx.upstream, ctx.cfg.first_byte_ms
             ),
         )
-        .details(serde_json::json!({"upstream": ctx.upstream, "first_byte_ms": ctx.cfg.first_byte_ms})),
+        .details(
+            serde_json::json!({"upstream": ctx.upstream, "first_byte_ms": ctx.cfg.first_byte_ms}),
+        ),
         Failure::BadResponse(reason) => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
             format!("upstream '{}' sent an invalid response", ctx.upstream),

@@ -9,10 +9,10 @@ pub mod port;
 mod sys;
 pub mod worker;
 
-pub use port::{ControlPort, NoControl};
 pub use worker::{spawn_workers, Driver, Workers};
 
 use crate::config::Tuning;
+use crate::control::Control;
 use crate::routing::SnapshotCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,20 +26,20 @@ pub struct Shared {
     /// Set on SIGTERM: stop accepting, finish in-flight exchanges, close idle connections.
     pub draining: AtomicBool,
     /// The control plane.
-    pub control: Arc<dyn ControlPort>,
+    pub control: Arc<Control>,
     /// Seed of generated request ids (differs per process).
     pub id_seed: u64,
 }
 
 impl Shared {
     /// Shared state over `cell`.
-    pub fn new(cell: Arc<SnapshotCell>, tuning: Tuning, control: Arc<dyn ControlPort>) -> Shared {
+    pub fn new(tuning: Tuning, control: Arc<Control>) -> Shared {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         Shared {
-            cell,
+            cell: control.cell().clone(),
             tuning,
             draining: AtomicBool::new(false),
             control,

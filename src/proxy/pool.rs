@@ -31,7 +31,8 @@ impl Pool {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < idle_timeout && sys::peek(c.stream.as_raw_fd()) == sys::Peek::Empty
+            if c.since.elapsed() < idle_timeout
+                && sys::peek(c.stream.as_raw_fd()) == sys::Peek::Empty
             {
                 return Some(c.stream);
             }

@@ -69,7 +69,12 @@ impl Worker {
     pub fn next_request_id(&self) -> String {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        format!("{:012x}-{:x}-{:x}", self.shared.id_seed & 0xffff_ffff_ffff, self.id, n)
+        format!(
+            "{:012x}-{:x}-{:x}",
+            self.shared.id_seed & 0xffff_ffff_ffff,
+            self.id,
+            n
+        )
     }
 }
 
