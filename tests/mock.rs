@@ -20,7 +20,8 @@ fn cfg() -> MockConfig {
     }
 }
 
-const CHAT_STREAM: &str = r#"{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str =
+    r#"{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 /// The exact SSE events for a 3-token chat stream of model `m1`, request `seq`.
 fn expected_chat_events(seq: u64, prompt: usize) -> Vec<String> {
@@ -132,7 +133,11 @@ fn non_stream_completions_echo_model() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["completion_tokens"], 3);
 
-    let r = post_json(m.addr(), "/v1/completions", r#"{"prompt":"x","max_tokens":2}"#);
+    let r = post_json(
+        m.addr(),
+        "/v1/completions",
+        r#"{"prompt":"x","max_tokens":2}"#,
+    );
     let v = r.json();
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["model"], "m1", "default model is the first advertised");
@@ -176,7 +181,8 @@ fn keep_alive_reuses_one_connection() {
         assert_eq!(sse_data(&r.body).len(), 5, "stream {i}");
         let r = c.request(get_raw("/health").as_bytes());
         assert_eq!(r.status, 200);
-        let r = c.request(post_chunked_raw("/v1/completions", &[r#"{"prompt""#, r#":"x"}"#]).as_bytes());
+        let r = c
+            .request(post_chunked_raw("/v1/completions", &[r#"{"prompt""#, r#":"x"}"#]).as_bytes());
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["choices"][0]["text"], "tok0 tok1 tok2 ");
     }
@@ -194,7 +200,10 @@ fn keep_alive_reuses_one_connection() {
     let r = c.request(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_eq!(r.header("connection"), Some("close"));
     assert!(c.wait_closed(Duration::from_secs(5)));
-    assert!(wait_until(Duration::from_secs(5), || m.stats().connections_open == 0));
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .connections_open
+        == 0));
 }
 
 #[test]
@@ -224,13 +233,26 @@ fn load_window() {
     let r = get(m.addr(), "/health");
     assert_eq!(r.status, 503);
     assert_eq!(r.json(), serde_json::json!({"status": "loading"}));
-    assert_eq!(get(m.addr(), "/v1/models").json()["data"], serde_json::json!([]));
+    assert_eq!(
+        get(m.addr(), "/v1/models").json()["data"],
+        serde_json::json!([])
+    );
     let r = post_json(m.addr(), "/v1/chat/completions", CHAT_STREAM);
     assert_eq!(r.status, 503);
     assert!(m.stats().loading);
-    assert!(wait_until(Duration::from_secs(5), || get(m.addr(), "/health").status
+    assert!(wait_until(Duration::from_secs(5), || get(
+        m.addr(),
+        "/health"
+    )
+    .status
         == 200));
-    assert_eq!(get(m.addr(), "/v1/models").json()["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(m.addr(), "/v1/models").json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(!m.stats().loading);
 }
 
@@ -247,7 +269,10 @@ fn fail_after_cuts_the_stream() {
     assert_eq!(r.chunks.len(), 2);
     assert!(!r.raw.ends_with(b"0\r\n\r\n"));
     assert!(c.wait_closed(Duration::from_secs(5)));
-    assert!(wait_until(Duration::from_secs(5), || m.stats().streams_failed_on_purpose == 1));
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .streams_failed_on_purpose
+        == 1));
     // Non-stream answers are unaffected.
     let r = post_json(m.addr(), "/v1/completions", r#"{"prompt":"x"}"#);
     assert_eq!(r.status, 200);
@@ -311,14 +336,30 @@ fn stats_count_paths_order_and_inflight() {
     });
     let mut a = Conn::connect(m.addr());
     let mut b = Conn::connect(m.addr());
-    a.send(post_raw("/v1/chat/completions", CHAT_STREAM, &["X-Request-Id: first"]).as_bytes());
-    assert!(wait_until(Duration::from_secs(5), || m.stats().completions_inflight == 1));
+    a.send(
+        post_raw(
+            "/v1/chat/completions",
+            CHAT_STREAM,
+            &["X-Request-Id: first"],
+        )
+        .as_bytes(),
+    );
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .completions_inflight
+        == 1));
     let with_user = r#"{"model":"m1","stream":true,"user":"second"}"#;
     b.send(post_raw("/v1/chat/completions", with_user, &[]).as_bytes());
-    assert!(wait_until(Duration::from_secs(5), || m.stats().completions_inflight == 2));
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .completions_inflight
+        == 2));
     assert!(a.read_response().complete);
     assert!(b.read_response().complete);
-    assert!(wait_until(Duration::from_secs(5), || m.stats().completions_inflight == 0));
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .completions_inflight
+        == 0));
     get(m.addr(), "/v1/models");
     let s = m.stats();
     assert_eq!(s.completions_inflight_max, 2);
@@ -330,7 +371,10 @@ fn stats_count_paths_order_and_inflight() {
     assert_eq!(s.connections_accepted, 3);
     // The same over HTTP.
     let v = get(m.addr(), "/mock/stats").json();
-    assert_eq!(v["completion_order"], serde_json::json!(["first", "second"]));
+    assert_eq!(
+        v["completion_order"],
+        serde_json::json!(["first", "second"])
+    );
     assert_eq!(v["completions_inflight_max"], 2);
     assert_eq!(v["requests_by_path"]["/mock/stats"], 1);
     assert!(v["connections_open"].as_u64().unwrap() >= 1);
@@ -351,13 +395,17 @@ fn client_close_mid_stream_is_seen_promptly() {
     c.close();
     let t0 = Instant::now();
     assert!(
-        wait_until(Duration::from_millis(100), || m.stats().streams_cut_by_peer == 1),
+        wait_until(Duration::from_millis(100), || m.stats().streams_cut_by_peer
+            == 1),
         "close not seen within 100 ms"
     );
     eprintln!("mid-stream close seen after {:?}", t0.elapsed());
     let s = m.stats();
     assert_eq!(s.connections_closed_by_peer, 1);
-    assert!(wait_until(Duration::from_secs(1), || m.stats().completions_inflight == 0));
+    assert!(wait_until(Duration::from_secs(1), || m
+        .stats()
+        .completions_inflight
+        == 0));
 }
 
 #[test]
@@ -368,10 +416,14 @@ fn client_close_before_first_token_is_seen_promptly() {
     });
     let mut c = Conn::connect(m.addr());
     c.send(post_raw("/v1/chat/completions", CHAT_STREAM, &[]).as_bytes());
-    assert!(wait_until(Duration::from_secs(5), || m.stats().completions_inflight == 1));
+    assert!(wait_until(Duration::from_secs(5), || m
+        .stats()
+        .completions_inflight
+        == 1));
     c.close();
     assert!(
-        wait_until(Duration::from_millis(100), || m.stats().streams_cut_by_peer == 1),
+        wait_until(Duration::from_millis(100), || m.stats().streams_cut_by_peer
+            == 1),
         "close during ttft not seen within 100 ms"
     );
 }

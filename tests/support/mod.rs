@@ -132,9 +132,7 @@ impl Conn {
                         resp.headers = r
                             .headers
                             .iter()
-                            .map(|h| {
-                                (h.name.to_string(), String::from_utf8_lossy(h.value).into())
-                            })
+                            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into()))
                             .collect();
                         break n;
                     }
@@ -227,7 +225,11 @@ impl Conn {
             let data = &self.pending[pos..pos + size];
             resp.body.extend_from_slice(data);
             resp.chunks.push(data.to_vec());
-            assert_eq!(&self.pending[pos + size..pos + size + 2], b"\r\n", "chunk CRLF");
+            assert_eq!(
+                &self.pending[pos + size..pos + size + 2],
+                b"\r\n",
+                "chunk CRLF"
+            );
             pos += size + 2;
         }
     }
