@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use monoio::net::ListenerOpts;
 use monoio::FusionDriver;
 
 pub use stats::StatsSnapshot;
@@ -175,27 +176,25 @@ impl Drop for MockHandle {
     }
 }
 
-/// Binds (synchronously, so errors surface here) and starts the mock on its own thread.
+/// Starts the mock on its own thread; returns once it is bound (bind errors surface here).
 pub fn spawn(cfg: MockConfig) -> io::Result<MockHandle> {
-    let listener = std::net::TcpListener::bind((cfg.host, cfg.port))?;
-    let addr = listener.local_addr()?;
     let stats = Arc::new(stats::Stats::new(cfg.order_ring));
     let stop = Arc::new(AtomicBool::new(false));
     let load_until = std::time::Instant::now() + std::time::Duration::from_millis(cfg.load_ms);
     let (st, sp) = (stats.clone(), stop.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
-        .name(format!("mock-{}", addr.port()))
+        .name(format!("mock-{}", cfg.port))
         .spawn(move || {
-            let res = run_listener(listener, cfg, st, sp, |r| {
+            let res = run_on_this_thread(cfg, st, sp, |r| {
                 let _ = ready_tx.send(r);
             });
             if let Err(e) = res {
-                tracing::error!(error = %e, "mock backend stopped");
+                tracing::debug!(error = %e, "mock backend ended");
             }
         })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(MockHandle {
+        Ok(Ok(addr)) => Ok(MockHandle {
             addr,
             stats,
             stop,
@@ -212,24 +211,24 @@ pub fn spawn(cfg: MockConfig) -> io::Result<MockHandle> {
 
 /// Runs the mock on the current thread until the process ends (the CLI entry point).
 pub fn run(cfg: MockConfig) -> io::Result<()> {
-    let listener = std::net::TcpListener::bind((cfg.host, cfg.port))?;
-    let addr = listener.local_addr()?;
     let stats = Arc::new(stats::Stats::new(cfg.order_ring));
     let stop = Arc::new(AtomicBool::new(false));
-    run_listener(listener, cfg, stats, stop, |r| {
-        if r.is_ok() {
+    run_on_this_thread(cfg, stats, stop, |r| {
+        if let Ok(addr) = r {
             tracing::info!(%addr, "mock backend listening");
             eprintln!("mock-backend listening on http://{addr}/v1");
         }
     })
 }
 
-fn run_listener(
-    listener: std::net::TcpListener,
+/// Builds the runtime, binds inside it (so monoio puts the socket in the mode its driver
+/// needs: io_uring or epoll) and serves until stopped. `ready` hears the bound address or
+/// the start-up error.
+fn run_on_this_thread(
     cfg: MockConfig,
     stats: Arc<stats::Stats>,
     stop: Arc<AtomicBool>,
-    ready: impl FnOnce(io::Result<()>),
+    ready: impl FnOnce(io::Result<SocketAddr>),
 ) -> io::Result<()> {
     let mut rt = match monoio::RuntimeBuilder::<FusionDriver>::new()
         .enable_timer()
@@ -243,15 +242,21 @@ fn run_listener(
         }
     };
     rt.block_on(async move {
-        let listener = match monoio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
+        // No SO_REUSEPORT: a second mock on a taken port must fail, not share it.
+        let opts = ListenerOpts::new().reuse_port(false);
+        let bound = monoio::net::TcpListener::bind_with_config((cfg.host, cfg.port), &opts)
+            .and_then(|l| l.local_addr().map(|a| (l, a)));
+        let listener = match bound {
+            Ok((l, addr)) => {
+                ready(Ok(addr));
+                l
+            }
             Err(e) => {
                 let msg = e.to_string();
                 ready(Err(e));
                 return Err(io::Error::other(msg));
             }
         };
-        ready(Ok(()));
         let srv = Rc::new(server::Server::new(cfg, stats, stop));
         server::serve(listener, srv).await;
         Ok(())

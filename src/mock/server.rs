@@ -2,6 +2,8 @@
 //! streaming with pacing, failure injection, peer-close detection while streaming).
 
 use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
@@ -43,7 +45,12 @@ pub(crate) struct Server {
     /// non-stream answer so benches measure the proxy, not the mock.
     default_content: Vec<u8>,
     limits: Limits,
-    seq: std::cell::Cell<u64>,
+    seq: Cell<u64>,
+    /// Stop senders of open connections, by connection id.
+    conns: RefCell<HashMap<u64, futures_channel::oneshot::Sender<()>>>,
+    next_conn: Cell<u64>,
+    /// Open connection tasks of this server (the stats gauge is shared with the handle).
+    open: Cell<usize>,
 }
 
 impl Server {
@@ -67,7 +74,10 @@ impl Server {
             started: Instant::now(),
             default_content,
             limits: Limits::default(),
-            seq: std::cell::Cell::new(0),
+            seq: Cell::new(0),
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            open: Cell::new(0),
         }
     }
 
@@ -87,6 +97,13 @@ pub(crate) async fn serve(listener: TcpListener, srv: Rc<Server>) {
     loop {
         let accepted = listener.accept().await;
         if srv.stop.load(Relaxed) {
+            drop(listener);
+            srv.conns.borrow_mut().clear();
+            // Let every connection task observe the dropped sender and close its socket.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while srv.open.get() > 0 && Instant::now() < deadline {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
             return;
         }
         match accepted {
@@ -95,9 +112,15 @@ pub(crate) async fn serve(listener: TcpListener, srv: Rc<Server>) {
                 srv.stats.connections_open.fetch_add(1, Relaxed);
                 let _ = stream.set_nodelay(true);
                 let srv = srv.clone();
+                let id = srv.next_conn.get();
+                srv.next_conn.set(id + 1);
+                let (tx, rx) = futures_channel::oneshot::channel::<()>();
+                srv.conns.borrow_mut().insert(id, tx);
                 monoio::spawn(async move {
-                    let _open = OpenGuard(&srv);
-                    Conn::new(stream).run(&srv).await;
+                    let _open = OpenGuard::new(&srv, id);
+                    // Stopping the mock drops the sender: the connection future is dropped,
+                    // closing the socket like a crashed backend would.
+                    first_of(Conn::new(stream).run(&srv), rx).await;
                 });
             }
             Err(e) => {
@@ -109,12 +132,36 @@ pub(crate) async fn serve(listener: TcpListener, srv: Rc<Server>) {
     }
 }
 
-struct OpenGuard<'a>(&'a Server);
+/// Keeps the open-connection counts right however the connection task ends.
+struct OpenGuard<'a>(&'a Server, u64);
+
+impl<'a> OpenGuard<'a> {
+    fn new(srv: &'a Server, id: u64) -> OpenGuard<'a> {
+        srv.open.set(srv.open.get() + 1);
+        OpenGuard(srv, id)
+    }
+}
 
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         self.0.stats.connections_open.fetch_sub(1, Relaxed);
+        self.0.open.set(self.0.open.get() - 1);
+        self.0.conns.borrow_mut().remove(&self.1);
     }
+}
+
+/// Runs `a` unless `b` finishes first (then `a` is dropped).
+async fn first_of<A: Future, B: Future>(a: A, b: B) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Why a connection loop ended early.
