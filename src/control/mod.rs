@@ -6,6 +6,19 @@
 //! `publish()` that builds the next [`Snapshot`]; workers never take that lock, they only read the
 //! [`SnapshotCell`] (and bump lock-free [`UpstreamCounters`]). Probes and fetches run on
 //! blocking std threads, one prober per upstream, so a hung upstream delays nobody else.
+//!
+//! Wiring in `main` (startup order):
+//! 1. `let control = Control::with_config(Config::load(..)?)` — publishes the first snapshot;
+//!    `control.cell()` is what workers build their `LocalSnapshot` from.
+//! 2. `control.set_metrics_hook(..)` / `control.set_route_explainer(..)` (any time).
+//! 3. `control.spawn()?` (probers, refreshes, supervisor) and `control.handle_sighup()?`.
+//! 4. `spawn_admin(control.clone(), listen.admin.parse()?)` unless `listen.admin` is empty.
+//! 5. Start the workers with `Arc<Control>`; when they are up, `control.set_ready(driver, n)`.
+//!
+//! Workers call, per request: `counters(name)` -> `request()` guard (`streaming()` for SSE);
+//! on connection refused `mark_down(name)`; for dispatch steps 1/3
+//! `fetch_models(&names, timeout).await`; for `GET /v1/models` a per-worker [`CatalogMemo`]
+//! (or [`models_list_json`]) and [`model_json`].
 
 pub mod admin;
 pub mod catalog;
@@ -379,24 +392,14 @@ impl Control {
     /// unknown, composite, static or already warm are skipped. Awaitable on a monoio worker.
     pub fn fetch_models(&self, names: &[String], timeout: Duration) -> ModelsFetch {
         let (ticket, fut) = Ticket::new();
-        let targets: Vec<String> = {
-            let st = self.state.lock();
-            names
-                .iter()
-                .filter_map(|n| {
-                    let k = key(n);
-                    let cfg = st.config.upstreams.iter().find(|u| key(&u.name) == k)?;
-                    let warm = st
-                        .live
-                        .upstreams
-                        .get(&k)
-                        .is_some_and(|l| l.models.is_warm());
-                    (fetchable(cfg) && !warm).then_some(k)
-                })
-                .collect()
-        };
-        for k in targets {
-            self.start_fetch(&k, Some(&ticket));
+        // Decided from the published snapshot (lock-free), not the control lock: workers call
+        // this. Only the single-flight table's short lock is taken, and only on this cold path.
+        let snap = self.cell.load();
+        for n in names {
+            let Some(u) = snap.by_name(n) else { continue };
+            if fetchable(&u.cfg) && !u.live.models.is_warm() {
+                self.start_fetch(&key(n), Some(&ticket));
+            }
         }
         ticket.done_one();
         if !ticket.fired() {
@@ -509,6 +512,15 @@ impl Control {
     /// removed ones stop. Returns the published epoch.
     pub fn apply_config(&self, cfg: Config) -> u64 {
         let cfg = Arc::new(cfg);
+        // Counters first, as the union of old and new names, so a worker that sees a new
+        // upstream in the snapshot finds its counters and one still on the old snapshot keeps
+        // finding the removed upstream's; trimmed to the new names once published.
+        let mut counters: HashMap<String, Arc<UpstreamCounters>> =
+            (*self.counters.load_full()).clone();
+        for u in &cfg.upstreams {
+            counters.entry(key(&u.name)).or_default();
+        }
+        self.counters.store(Arc::new(counters.clone()));
         let epoch = {
             let mut st = self.state.lock();
             let old = st.config.clone();
@@ -538,16 +550,7 @@ impl Control {
             self.publish_locked(&mut st);
             st.epoch
         };
-        let old_counters = self.counters.load_full();
-        let counters = cfg
-            .upstreams
-            .iter()
-            .map(|u| {
-                let k = key(&u.name);
-                let c = old_counters.get(&k).cloned().unwrap_or_default();
-                (k, c)
-            })
-            .collect();
+        counters.retain(|k, _| cfg.upstreams.iter().any(|u| key(&u.name) == *k));
         self.counters.store(Arc::new(counters));
         if self.started.load(Ordering::Acquire) {
             let mut probers = self.probers.lock();
