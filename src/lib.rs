@@ -6,4 +6,6 @@
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod mock;
+pub mod proxy;
 pub mod routing;

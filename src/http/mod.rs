@@ -1,5 +1,13 @@
 //! HTTP/1.1 framing over httparse, and the error envelope (DESIGN.md §4).
 
+pub mod chunked;
 pub mod error;
+pub mod headers;
+pub mod request;
+pub mod response;
 
+pub use chunked::{ChunkedDecoder, ChunkedError, Progress};
 pub use error::{ErrorCode, ErrorReply};
+pub use headers::{BodyFraming, HeaderSpan, Span};
+pub use request::{Limits, Method, RequestError, RequestHead, Status, Version};
+pub use response::{ResponseError, ResponseHead};

@@ -1,10 +1,29 @@
 //! Routing: the immutable snapshot, request facts and the five-step dispatch (DESIGN.md §2).
 //!
 //! Pure code: no sockets, no clocks, no threads. The control side builds [`Snapshot`]s from the
-//! config and live state and publishes them; workers read them lock-free and call `dispatch`.
+//! config and live state and publishes them; workers read them lock-free, extract
+//! [`BodyFacts`] from the body and call [`dispatch`].
+#![forbid(unsafe_code)]
 
+pub mod dispatch;
+pub mod explain;
+pub mod facts;
+mod index;
 pub mod publish;
 pub mod snapshot;
 
+pub use dispatch::{
+    dispatch, dispatch_async, dispatch_blocking, outgoing_path, Breadcrumb, Decision,
+    DispatchError, FetchReason, FetchRequest, FetchTarget, FetchesDone, ModelFetcher, Outcome,
+    RequestFacts, Routed, Step,
+};
+pub use explain::{explain, explain_with, routing_table, Explanation, StepVerdict};
+pub use facts::{
+    extract, extract_json, extract_multipart, remap_model, remap_segments, BodyFacts, FactsError,
+    ModelSpan, RemappedBody, SpanEncoding,
+};
 pub use publish::{LocalSnapshot, SnapshotCell};
 pub use snapshot::*;
+
+#[cfg(test)]
+mod tests;

@@ -55,6 +55,9 @@ impl SnapshotCell {
 /// A worker's cached view of the cell.
 pub struct LocalSnapshot {
     cell: Arc<SnapshotCell>,
+    // The `Rc` layer is the point: cloning it per request is a plain increment, where cloning the
+    // shared `Arc` would bounce its counter's cache line between cores.
+    #[allow(clippy::redundant_allocation)]
     cached: RefCell<(u64, Rc<Arc<Snapshot>>)>,
 }
 
@@ -83,5 +86,74 @@ impl LocalSnapshot {
     /// The shared cell behind this reader.
     pub fn cell(&self) -> &Arc<SnapshotCell> {
         &self.cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::routing::LiveState;
+
+    fn snap(epoch: u64) -> Snapshot {
+        let cfg = Config::from_toml_str("", None).unwrap();
+        Snapshot::build(Arc::new(cfg), &LiveState::default(), epoch)
+    }
+
+    #[test]
+    fn a_request_keeps_its_snapshot_while_the_epoch_moves() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        let local = LocalSnapshot::new(cell.clone());
+        let held = local.get();
+        assert_eq!(held.epoch, 1);
+        cell.publish(snap(2));
+        assert_eq!(cell.epoch(), 2);
+        // The in-flight request still sees epoch 1; the next read sees epoch 2.
+        assert_eq!(held.epoch, 1);
+        let next = local.get();
+        assert_eq!(next.epoch, 2);
+        assert_eq!(held.epoch, 1);
+        assert!(!Arc::ptr_eq(&held, &next));
+    }
+
+    #[test]
+    fn unchanged_epoch_reuses_the_cached_snapshot() {
+        let cell = Arc::new(SnapshotCell::new(snap(5)));
+        let local = LocalSnapshot::new(cell.clone());
+        let a = local.get();
+        let b = local.get();
+        // Same `Rc` allocation: no reload, no touch of the shared `Arc` counter.
+        assert!(Rc::ptr_eq(&a, &b));
+        assert_eq!(
+            Arc::strong_count(&a),
+            2,
+            "the cell's reference and the worker's one"
+        );
+    }
+
+    #[test]
+    fn old_snapshot_is_freed_when_its_last_reader_ends() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        let local = LocalSnapshot::new(cell.clone());
+        let held = local.get();
+        let weak = Arc::downgrade(&held);
+        cell.publish(snap(2));
+        let _ = local.get(); // the worker moves on to epoch 2
+        assert!(weak.upgrade().is_some(), "the request still holds epoch 1");
+        drop(held);
+        assert!(weak.upgrade().is_none(), "nothing else keeps epoch 1 alive");
+    }
+
+    #[test]
+    fn workers_on_other_threads_see_the_new_epoch() {
+        let cell = Arc::new(SnapshotCell::new(snap(1)));
+        cell.publish(snap(2));
+        let seen = std::thread::spawn({
+            let cell = cell.clone();
+            move || LocalSnapshot::new(cell).get().epoch
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, 2);
     }
 }

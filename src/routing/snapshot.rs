@@ -1,5 +1,7 @@
 //! The immutable routing view: config plus live state, built by the control side.
 
+use super::index::RouteIndex;
+use super::Breadcrumb;
 use crate::config::{Config, UpstreamConfig, UpstreamKind};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +29,10 @@ pub enum SlotState {
 impl SlotState {
     /// The ready set: `ready serving idle`.
     pub fn is_ready(self) -> bool {
-        matches!(self, SlotState::Ready | SlotState::Serving | SlotState::Idle)
+        matches!(
+            self,
+            SlotState::Ready | SlotState::Serving | SlotState::Idle
+        )
     }
 
     /// The lowercase wire name.
@@ -167,6 +172,8 @@ pub struct Snapshot {
     /// rank.
     pub upstreams: Vec<UpstreamEntry>,
     by_name: HashMap<String, UpstreamId>,
+    /// Dispatch's precomputed tables.
+    index: RouteIndex,
 }
 
 impl Snapshot {
@@ -201,11 +208,13 @@ impl Snapshot {
                 live: l,
             });
         }
+        let index = RouteIndex::build(&config, &upstreams);
         Snapshot {
             epoch,
             config,
             upstreams,
             by_name,
+            index,
         }
     }
 
@@ -221,5 +230,25 @@ impl Snapshot {
             None => *self.by_name.get(&name.to_ascii_lowercase())?,
         };
         Some(self.upstream(id))
+    }
+
+    /// The `X-Slotgate-Route` value for `crumb` on upstream `id`, rendered once per snapshot.
+    pub fn route_header(&self, id: UpstreamId, crumb: Breadcrumb) -> &str {
+        self.index.crumbs[id.0 as usize].get(crumb)
+    }
+
+    /// `remote` upstreams whose model cache is cold, in priority order (step 3's targets).
+    pub fn cold_remotes(&self) -> &[UpstreamId] {
+        &self.index.cold_remotes
+    }
+
+    /// The local (`slot`/`container`) upstream with this name or alias, case-insensitively.
+    pub fn local_named(&self, name: &str) -> Option<&UpstreamEntry> {
+        self.index.local_named(name).map(|id| self.upstream(id))
+    }
+
+    /// Dispatch's tables.
+    pub(super) fn index(&self) -> &RouteIndex {
+        &self.index
     }
 }

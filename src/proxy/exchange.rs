@@ -1,0 +1,609 @@
+//! One request's life after framing: facts, dispatch, readiness gate, forward, relay
+//! (DESIGN.md §2, §3).
+
+use super::conn::{client_gone, Body, ClientConn};
+use super::forward;
+use super::pool;
+use super::worker::Worker;
+use crate::config::UpstreamConfig;
+use crate::http::response::ResponseHead;
+use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
+use crate::routing::facts::{self, BodyFacts};
+use crate::routing::{
+    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, Snapshot, Step, UpstreamEntry,
+};
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Read the next request.
+    KeepAlive,
+    /// Close the client connection.
+    Close,
+}
+
+/// Handles the buffered request in `c` (head parsed into `c.head`, body located by `body`).
+pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
+    let snap_rc = w.snap.get();
+    let client_keep_alive = c.head.keep_alive();
+    let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
+    drop(snap_rc);
+
+    // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
+    let buf = &c.buf[..];
+    let method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
+    let path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
+    let query = c
+        .head
+        .query(buf)
+        .map(|q| std::str::from_utf8(q).unwrap_or(""));
+    let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+
+    if !(path == "/v1" || path.starts_with("/v1/")) {
+        let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
+            .details(serde_json::json!({"path": path}));
+        return reply_error(c, &reply, &request_id, client_keep_alive).await;
+    }
+
+    let body_bytes: &[u8] = match &body {
+        Body::InBuf(r) => &buf[r.clone()],
+        Body::Owned(v) => v,
+    };
+    let ct = c
+        .head
+        .content_type(buf)
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let bf: BodyFacts<'_> = match facts::extract(body_bytes, ct) {
+        Ok(f) => f,
+        Err(e) => {
+            let reply = ErrorReply::new(ErrorCode::InvalidJson, e.to_string());
+            return reply_error(c, &reply, &request_id, client_keep_alive).await;
+        }
+    };
+    let rf = RequestFacts {
+        method,
+        path,
+        query,
+        model: bf.model(),
+        stream: bf.stream,
+    };
+
+    // Dispatch: the pure steps first; only a needed fetch costs a future.
+    let decision: Decision = match dispatch(&snap, &rf, &FetchesDone::new()) {
+        Step::Decided(Ok(d)) => d,
+        Step::Decided(Err(e)) => {
+            return reply_error(c, &e.to_reply(), &request_id, client_keep_alive).await;
+        }
+        Step::Fetch(_) => {
+            let fetcher = super::port::ControlFetcher::new(w);
+            let routed = dispatch_async(&snap, &rf, &fetcher).await;
+            if let Some(s) = routed.snapshot {
+                snap = s;
+            }
+            match routed.result {
+                Ok(d) => d,
+                Err(e) => {
+                    return reply_error(c, &e.to_reply(), &request_id, client_keep_alive).await
+                }
+            }
+        }
+    };
+    let entry = snap.upstream(decision.upstream);
+
+    // Readiness gate (DESIGN.md §3): nothing is forwarded to a target that is not ready.
+    let state = entry.state();
+    if !state.is_ready() {
+        let reply = loading_reply(&snap, entry, rf.model_id());
+        return reply_error(c, &reply, &request_id, client_keep_alive).await;
+    }
+    let Some(&addr) = entry.live.addrs.first() else {
+        let reply = ErrorReply::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("upstream '{}' has no resolved address", entry.name()),
+        )
+        .details(serde_json::json!({"upstream": entry.name()}));
+        return reply_error(c, &reply, &request_id, client_keep_alive).await;
+    };
+
+    // The outgoing request: head plus the body, byte for byte unless the model must change.
+    let mut out = Vec::with_capacity(512 + body_bytes.len());
+    let remapped = match (&decision.remap, bf.span) {
+        (Some(new_model), Some(span)) => Some(facts::remap_segments(body_bytes, span, new_model)),
+        _ => None,
+    };
+    let body_len = remapped.as_ref().map_or(body_bytes.len(), |r| r.len());
+    forward::request_head(
+        &mut out,
+        &c.head,
+        buf,
+        &decision.path,
+        entry,
+        body_len,
+        &request_id,
+    );
+    match &remapped {
+        Some(r) => {
+            out.extend_from_slice(r.head);
+            out.extend_from_slice(&r.value);
+            out.extend_from_slice(r.tail);
+        }
+        None => out.extend_from_slice(body_bytes),
+    }
+    let route = decision.route_header(&snap).to_string();
+    let ctx = RelayCtx {
+        cfg: entry.cfg.clone(),
+        upstream: entry.name().to_string(),
+        route,
+        request_id,
+        route_headers: snap.config.listen.route_headers,
+        client_keep_alive,
+        client_http10: c.head.version() == crate::http::Version::Http10,
+        head_request: c.head.method() == crate::http::Method::Head,
+        addr,
+    };
+    drop(snap);
+    let _inflight = super::port::InFlight::enter(w, &ctx.upstream);
+    relay(w, c, &ctx, out).await
+}
+
+/// Per-exchange facts the relay needs once the snapshot is released.
+pub struct RelayCtx {
+    pub cfg: Arc<UpstreamConfig>,
+    pub upstream: String,
+    pub route: String,
+    pub request_id: forward::RequestId,
+    pub route_headers: bool,
+    pub client_keep_alive: bool,
+    pub client_http10: bool,
+    pub head_request: bool,
+    pub addr: SocketAddr,
+}
+
+/// `503 slot.loading` for `entry` (DESIGN.md §3).
+pub fn loading_reply(snap: &Snapshot, entry: &UpstreamEntry, model: Option<&str>) -> ErrorReply {
+    let state = entry.state();
+    let retry = entry.cfg.retry_after(&snap.config.routing);
+    let progress = match &entry.live.pushed {
+        Some(p) if p.progress.is_object() => p.progress.clone(),
+        _ => serde_json::json!({
+            "phase": state.as_str(),
+            "requested_model": model,
+            "upstream": entry.name(),
+        }),
+    };
+    ErrorReply::new(
+        ErrorCode::SlotLoading,
+        format!(
+            "slot '{}' is {} — not ready to serve",
+            entry.name(),
+            state.as_str()
+        ),
+    )
+    .details(serde_json::json!({
+        "slot": entry.name(),
+        "state": state.as_str(),
+        "retry_after_s": retry,
+        "progress": progress,
+    }))
+    .retry_after(retry)
+}
+
+async fn reply_error(
+    c: &mut ClientConn,
+    reply: &ErrorReply,
+    request_id: &forward::RequestId,
+    keep_alive: bool,
+) -> Outcome {
+    let close = !keep_alive || reply.code.closes_connection();
+    let extra = format!("x-request-id: {}\r\n", request_id.as_str());
+    let (res, _) = c.stream.write_all(reply.to_response(&extra, close)).await;
+    if res.is_err() || close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    }
+}
+
+/// Why an upstream attempt failed before a response head arrived.
+enum Failure {
+    /// Refused/reset/closed before any response byte; `retryable` when the connection was a
+    /// reused pooled one (it may have been closed by the upstream while idle).
+    Unavailable { reason: String, retryable: bool, refused: bool },
+    /// No response head within `first_byte_ms`.
+    Timeout,
+    /// The client left while we waited.
+    ClientGone,
+    /// The upstream sent a malformed head.
+    BadResponse(String),
+}
+
+async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>) -> Outcome {
+    let cfg = &ctx.cfg;
+    let started = Instant::now();
+    let total_deadline =
+        (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
+    let mut out = out;
+    let mut rbuf = c
+        .relay
+        .take()
+        .unwrap_or_else(|| Vec::with_capacity(w.shared.tuning.read_buffer_bytes));
+    rbuf.clear();
+    let max_head = w.shared.tuning.max_header_bytes.max(16 * 1024);
+    // The read-side watcher is a separate socket in `c.watch`, borrowed while `c.stream` writes.
+    c.watcher();
+
+    let mut attempt = 0;
+    let (mut up, head, filled, mut rbuf) = loop {
+        attempt += 1;
+        let (up, reused) = match w.pool.checkout(
+            ctx.addr,
+            Duration::from_millis(cfg.pool_idle_timeout_ms),
+        ) {
+            Some(s) => (s, true),
+            None => {
+                match pool::connect(
+                    ctx.addr,
+                    Duration::from_millis(cfg.connect_ms),
+                    w.uring,
+                    w.shared.tuning.tcp_nodelay,
+                )
+                .await
+                {
+                    Ok(s) => (s, false),
+                    Err(e) => {
+                        let refused = e.kind() == io::ErrorKind::ConnectionRefused;
+                        if refused {
+                            super::port::mark_down(w, &ctx.upstream);
+                        }
+                        c.relay = Some(rbuf);
+                        return fail(
+                            c,
+                            ctx,
+                            Failure::Unavailable {
+                                reason: format!("connect to {} failed: {e}", ctx.addr),
+                                retryable: false,
+                                refused,
+                            },
+                        )
+                        .await;
+                    }
+                }
+            }
+        };
+        match send_and_wait_head(w, c, ctx, up, reused, out, rbuf, max_head, total_deadline).await
+        {
+            Ok(r) => break r,
+            Err((f, o, r)) => {
+                out = o;
+                rbuf = r;
+                if let Failure::Unavailable {
+                    retryable: true, ..
+                } = f
+                {
+                    if attempt == 1 {
+                        continue;
+                    }
+                }
+                if let Failure::Unavailable { refused: true, .. } = f {
+                    super::port::mark_down(w, &ctx.upstream);
+                }
+                c.relay = Some(rbuf);
+                return fail(c, ctx, f).await;
+            }
+        }
+    };
+    // Response head (1xx already skipped). Build the client's head and send it together with the
+    // body bytes that came along.
+    let framing = head.framing();
+    let upstream_keep_alive = head.keep_alive();
+    let dechunk = ctx.client_http10 && framing == BodyFraming::Chunked;
+    let close_client = !ctx.client_keep_alive
+        || matches!(framing, BodyFraming::Close)
+        || dechunk
+        || w.shared.is_draining();
+    let mut first = Vec::with_capacity(head.head_len() + 256);
+    forward::response_head(&mut first, &head, &rbuf, ctx, close_client, dechunk);
+    let head_len = head.head_len();
+    drop(head);
+
+    let mut body = BodyState::new(framing, dechunk);
+    let avail = &rbuf[head_len..filled];
+    let (take, done) = match body.feed(avail, &mut first) {
+        Ok(x) => x,
+        Err(_) => {
+            // Bad framing from upstream before anything was sent: a clean 502.
+            c.relay = Some(rbuf);
+            return fail(
+                c,
+                ctx,
+                Failure::BadResponse("malformed response body framing".into()),
+            )
+            .await;
+        }
+    };
+    let extra_after = take < avail.len();
+    let (res, first) = c.stream.write_all(first).await;
+    drop(first);
+    if res.is_err() {
+        // Client gone: cancel (the upstream connection is dropped, never pooled).
+        c.relay = Some(rbuf);
+        return Outcome::Close;
+    }
+    if done {
+        if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
+            w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+        }
+        c.relay = Some(rbuf);
+        return if close_client {
+            Outcome::Close
+        } else {
+            Outcome::KeepAlive
+        };
+    }
+
+    // Stream the rest: one reused buffer, bytes forwarded as they arrive.
+    let idle = Duration::from_millis(cfg.idle_ms);
+    let mut gone = std::pin::pin!(client_gone(c.watch.as_ref()));
+    let mut scratch = Vec::new();
+    loop {
+        let mut wait = idle;
+        if let Some(d) = total_deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Outcome::Close;
+            }
+            wait = wait.min(left);
+        }
+        rbuf.clear();
+        let read = monoio::time::timeout(wait, up.read(rbuf));
+        let r = monoio::select! {
+            r = read => Some(r),
+            _ = &mut gone => None,
+        };
+        let (res, b) = match r {
+            // Client left mid-stream: drop the upstream connection now so generation stops.
+            None => return Outcome::Close,
+            // Stalled upstream: cut the stream (no terminating chunk).
+            Some(Err(_)) => return Outcome::Close,
+            Some(Ok(x)) => x,
+        };
+        rbuf = b;
+        let n = match res {
+            Ok(0) | Err(_) => {
+                if framing == BodyFraming::Close {
+                    c.relay = Some(rbuf);
+                }
+                // Upstream ended: complete only for close-delimited bodies; otherwise it was cut.
+                return Outcome::Close;
+            }
+            Ok(n) => n,
+        };
+        scratch.clear();
+        let (take, done) = match body.feed(&rbuf[..n], &mut scratch) {
+            Ok(x) => x,
+            Err(_) => return Outcome::Close,
+        };
+        let res = if dechunk {
+            let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
+            scratch = s;
+            res
+        } else {
+            let (res, s) = c.stream.write_all(rbuf.slice(0..take)).await;
+            rbuf = s.into_inner();
+            res
+        };
+        if res.is_err() {
+            return Outcome::Close;
+        }
+        if done {
+            if upstream_keep_alive && take == n {
+                w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+            }
+            c.relay = Some(rbuf);
+            return if close_client {
+                Outcome::Close
+            } else {
+                Outcome::KeepAlive
+            };
+        }
+    }
+}
+
+/// Tracks where a response body ends while its bytes pass through.
+struct BodyState {
+    framing: BodyFraming,
+    remaining: u64,
+    chunked: ChunkedDecoder,
+    dechunk: bool,
+}
+
+impl BodyState {
+    fn new(framing: BodyFraming, dechunk: bool) -> BodyState {
+        BodyState {
+            framing,
+            remaining: match framing {
+                BodyFraming::Length(n) => n,
+                _ => 0,
+            },
+            chunked: ChunkedDecoder::new(),
+            dechunk,
+        }
+    }
+
+    /// Accounts for `input`; returns how many of its bytes belong to the body and whether the body
+    /// is complete. In pass-through those bytes are forwarded verbatim; when de-chunking for an
+    /// HTTP/1.0 client the payload is appended to `out` instead (otherwise `out` gets the bytes).
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), ()> {
+        match self.framing {
+            BodyFraming::None => Ok((0, true)),
+            BodyFraming::Length(_) => {
+                let take = (self.remaining as usize).min(input.len());
+                self.remaining -= take as u64;
+                out.extend_from_slice(&input[..take]);
+                Ok((take, self.remaining == 0))
+            }
+            BodyFraming::Close => {
+                out.extend_from_slice(input);
+                Ok((input.len(), false))
+            }
+            BodyFraming::Chunked => {
+                let p = if self.dechunk {
+                    self.chunked
+                        .decode(input, |d| out.extend_from_slice(d))
+                        .map_err(|_| ())?
+                } else {
+                    let p = self.chunked.track(input).map_err(|_| ())?;
+                    out.extend_from_slice(&input[..p.consumed]);
+                    p
+                };
+                Ok((p.consumed, p.done))
+            }
+        }
+    }
+}
+
+type SendErr = (Failure, Vec<u8>, Vec<u8>);
+
+/// Writes the request and waits for a final response head (skipping 1xx), watching the client.
+/// On success returns the connection, the parsed head and how many bytes of `rbuf` are filled.
+#[allow(clippy::too_many_arguments)]
+async fn send_and_wait_head(
+    w: &Rc<Worker>,
+    c: &mut ClientConn,
+    ctx: &RelayCtx,
+    mut up: TcpStream,
+    reused: bool,
+    out: Vec<u8>,
+    mut rbuf: Vec<u8>,
+    max_head: usize,
+    total_deadline: Option<Instant>,
+) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
+    let cfg = &ctx.cfg;
+    let (res, out) = up.write_all(out).await;
+    if let Err(e) = res {
+        return Err((
+            Failure::Unavailable {
+                reason: format!("write to upstream failed: {e}"),
+                retryable: reused,
+                refused: false,
+            },
+            out,
+            rbuf,
+        ));
+    }
+    let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
+    if let Some(d) = total_deadline {
+        deadline = deadline.min(d);
+    }
+    let _ = w;
+    let mut head = ResponseHead::new();
+    let mut gone = std::pin::pin!(client_gone(c.watch.as_ref()));
+    rbuf.clear();
+    let mut filled = 0usize;
+    loop {
+        if rbuf.capacity() - filled < 4096 {
+            rbuf.reserve(8192);
+        }
+        let cap = rbuf.capacity();
+        // Append after what is buffered: read into the spare capacity through monoio's slice.
+        let read = monoio::time::timeout_at(deadline.into(), up.read(rbuf.slice_mut(filled..cap)));
+        let r = monoio::select! {
+            r = read => Some(r),
+            _ = &mut gone => None,
+        };
+        let (res, b) = match r {
+            None => return Err((Failure::ClientGone, out, Vec::new())),
+            Some(Err(_)) => return Err((Failure::Timeout, out, Vec::new())),
+            Some(Ok(x)) => x,
+        };
+        rbuf = b.into_inner();
+        match res {
+            Ok(0) | Err(_) if filled == 0 => {
+                return Err((
+                    Failure::Unavailable {
+                        reason: match res {
+                            Err(e) => format!("upstream connection failed: {e}"),
+                            _ => "upstream closed the connection before responding".into(),
+                        },
+                        retryable: reused,
+                        refused: false,
+                    },
+                    out,
+                    rbuf,
+                ))
+            }
+            Ok(0) | Err(_) => {
+                return Err((
+                    Failure::BadResponse("upstream closed the connection mid-head".into()),
+                    out,
+                    rbuf,
+                ))
+            }
+            Ok(n) => filled += n,
+        }
+        loop {
+            match head.parse(&rbuf[..filled], ctx.head_request, max_head) {
+                Ok(Status::Complete(n)) => {
+                    if head.is_informational() && head.status() != 101 {
+                        // 1xx: not relayed (the client's own `Expect` was answered locally).
+                        rbuf.copy_within(n..filled, 0);
+                        filled -= n;
+                        if filled == 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    if head.status() == 101 {
+                        return Err((
+                            Failure::BadResponse("upgrade responses are not proxied".into()),
+                            out,
+                            rbuf,
+                        ));
+                    }
+                    return Ok((up, head, filled, rbuf));
+                }
+                Ok(Status::Incomplete) => break,
+                Err(e) => {
+                    return Err((
+                        Failure::BadResponse(format!("malformed response head: {e}")),
+                        out,
+                        rbuf,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
+    let reply = match f {
+        Failure::ClientGone => return Outcome::Close,
+        Failure::Unavailable { reason, .. } => ErrorReply::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("upstream '{}' unavailable", ctx.upstream),
+        )
+        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+        Failure::Timeout => ErrorReply::new(
+            ErrorCode::UpstreamTimeout,
+            format!(
+                "upstream '{}' sent no response head within {} ms",
+                ctx.upstream, ctx.cfg.first_byte_ms
+            ),
+        )
+        .details(serde_json::json!({"upstream": ctx.upstream, "first_byte_ms": ctx.cfg.first_byte_ms})),
+        Failure::BadResponse(reason) => ErrorReply::new(
+            ErrorCode::UpstreamUnavailable,
+            format!("upstream '{}' sent an invalid response", ctx.upstream),
+        )
+        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+    };
+    reply_error(c, &reply, &ctx.request_id, ctx.client_keep_alive).await
+}

@@ -1,0 +1,55 @@
+//! The data plane: workers, client connections, upstream pool and response relay
+//! (DESIGN.md §3, §7).
+
+mod conn;
+mod exchange;
+mod forward;
+pub mod pool;
+pub mod port;
+mod sys;
+pub mod worker;
+
+pub use port::{ControlPort, NoControl};
+pub use worker::{spawn_workers, Driver, Workers};
+
+use crate::config::Tuning;
+use crate::routing::SnapshotCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Process-wide state the workers share (read-mostly).
+pub struct Shared {
+    /// The published routing snapshot.
+    pub cell: Arc<SnapshotCell>,
+    /// Tuning in force at start.
+    pub tuning: Tuning,
+    /// Set on SIGTERM: stop accepting, finish in-flight exchanges, close idle connections.
+    pub draining: AtomicBool,
+    /// The control plane.
+    pub control: Arc<dyn ControlPort>,
+    /// Seed of generated request ids (differs per process).
+    pub id_seed: u64,
+}
+
+impl Shared {
+    /// Shared state over `cell`.
+    pub fn new(cell: Arc<SnapshotCell>, tuning: Tuning, control: Arc<dyn ControlPort>) -> Shared {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Shared {
+            cell,
+            tuning,
+            draining: AtomicBool::new(false),
+            control,
+            id_seed: t ^ (u64::from(std::process::id()) << 32),
+        }
+    }
+
+    /// Whether a drain is in progress.
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,124 @@
+//! The few raw socket calls monoio does not offer: peeking for a peer's close, duplicating an fd
+//! for a read-side watcher, and a cancellable non-blocking connect. All `unsafe` of the data plane
+//! lives here.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+/// What a non-blocking one-byte peek saw on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// Bytes are waiting (a pipelined request, or an unexpected upstream byte).
+    Data,
+    /// The peer closed its side (orderly EOF).
+    Eof,
+    /// Nothing to read yet: the peer is silent and still there.
+    Empty,
+    /// The socket failed (reset).
+    Error,
+}
+
+/// Peeks one byte without blocking and without consuming it.
+pub fn peek(fd: RawFd) -> Peek {
+    let mut b = 0u8;
+    // SAFETY: `fd` is a socket owned by the caller for the duration of the call, and the buffer is
+    // one valid, writable byte on our stack.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        1.. => Peek::Data,
+        0 => Peek::Eof,
+        _ => match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Peek::Empty,
+            _ => Peek::Error,
+        },
+    }
+}
+
+/// Duplicates a socket fd into a second monoio stream used only to wait for readability, so a
+/// response can be written on the original while the read side is watched for the client leaving.
+pub fn dup_stream(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
+    // SAFETY: `fd` is a valid open socket owned by the caller; `fcntl(F_DUPFD_CLOEXEC)` returns a
+    // new fd (or -1) that nothing else owns, so handing it to `from_raw_fd` transfers ownership.
+    let nfd = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if nfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above: `nfd` is a fresh fd we own.
+    let std = unsafe { std::net::TcpStream::from_raw_fd(nfd) };
+    monoio::net::TcpStream::from_std(std)
+}
+
+/// Starts a non-blocking connect. Returns the socket, connected or in progress. Unlike monoio's
+/// own connect, dropping the caller's wait never leaks the fd (it is owned here from the start).
+pub fn start_connect(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(
+        domain,
+        socket2::Type::STREAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    match s.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(s.into())
+}
+
+/// The pending error of a socket after a non-blocking connect (`SO_ERROR`).
+pub fn take_error(s: &impl AsRawFd) -> io::Result<()> {
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
+    match r.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Switches a socket to blocking mode (io_uring wants blocking sockets; epoll non-blocking ones).
+pub fn set_blocking(s: &impl AsRawFd, blocking: bool) -> io::Result<()> {
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
+    r.set_nonblocking(!blocking)
+}
+
+/// Sets `TCP_NODELAY`.
+pub fn set_nodelay(s: &impl AsRawFd) -> io::Result<()> {
+    let fd = BorrowedFdRef(s.as_raw_fd());
+    let r = socket2::SockRef::from(&fd);
+    r.set_nodelay(true)
+}
+
+/// An fd borrowed for one socket2 call.
+struct BorrowedFdRef(RawFd);
+
+impl std::os::fd::AsFd for BorrowedFdRef {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the fd is owned by a live stream the caller holds for the duration of this
+        // borrow (every use above is a single synchronous call).
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+/// The CPUs this process may run on (respects `taskset`), in ascending order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; zeroed is a valid empty set, and sched_getaffinity writes
+    // at most `size_of::<cpu_set_t>()` bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! Workers: one pinned monoio runtime per core, each with its own `SO_REUSEPORT` listener,
+//! connections, upstream pool and buffers (DESIGN.md §7 "Workers", "Driver").
+
+use super::pool::Pool;
+use super::Shared;
+use crate::config::DriverChoice;
+use crate::routing::LocalSnapshot;
+use monoio::net::{ListenerOpts, TcpListener};
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The IO driver a worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    /// `io_uring` or `epoll`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+
+    /// The driver `choice` resolves to on this machine (`MONOIO_FORCE_LEGACY_DRIVER=1` forces epoll).
+    pub fn resolve(choice: DriverChoice) -> Driver {
+        match choice {
+            DriverChoice::Epoll => Driver::Epoll,
+            DriverChoice::IoUring | DriverChoice::Auto => {
+                if monoio::utils::detect_uring() {
+                    Driver::IoUring
+                } else {
+                    Driver::Epoll
+                }
+            }
+        }
+    }
+}
+
+/// Per-worker state: everything here is touched by one thread only.
+pub struct Worker {
+    /// Worker index.
+    pub id: usize,
+    /// Process-wide state.
+    pub shared: Arc<Shared>,
+    /// Cached routing snapshot.
+    pub snap: LocalSnapshot,
+    /// Idle upstream connections.
+    pub pool: Pool,
+    /// Whether this runtime is io_uring (sockets must then be blocking).
+    pub uring: bool,
+    /// Open client connections on this worker.
+    pub conns: Cell<usize>,
+    /// Counter of generated request ids.
+    pub next_id: Cell<u64>,
+}
+
+impl Worker {
+    /// A fresh request id: process seed, worker and counter, so ids never repeat across workers.
+    pub fn next_request_id(&self) -> String {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        format!("{:012x}-{:x}-{:x}", self.shared.id_seed & 0xffff_ffff_ffff, self.id, n)
+    }
+}
+
+/// Running workers.
+pub struct Workers {
+    /// The front door's bound address.
+    pub addr: SocketAddr,
+    /// The driver in use.
+    pub driver: Driver,
+    /// One per worker thread.
+    pub handles: Vec<JoinHandle<()>>,
+}
+
+type Rt = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+fn build_runtime(driver: Driver, entries: u32) -> io::Result<Rt> {
+    Ok(match driver {
+        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .with_entries(entries)
+            .build()?
+            .into(),
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .with_entries(entries)
+            .build()?
+            .into(),
+    })
+}
+
+/// Starts `tuning.cores` workers listening on `addr`. Returns once every worker has bound its
+/// listener (so the port is known when `addr` had port 0).
+pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Workers> {
+    let tuning = shared.tuning.clone();
+    if tuning.driver == DriverChoice::IoUring && !monoio::utils::detect_uring() {
+        return Err(io::Error::other(
+            "tuning.driver = \"io_uring\" but io_uring is unavailable here",
+        ));
+    }
+    let driver = Driver::resolve(tuning.driver);
+    let cpus = super::sys::allowed_cpus();
+    let n = if tuning.cores == 0 {
+        cpus.len().max(1)
+    } else {
+        tuning.cores
+    };
+    tracing::info!(driver = driver.as_str(), workers = n, "starting workers");
+    let mut handles = Vec::with_capacity(n);
+    let mut bound = addr;
+    for id in 0..n {
+        let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
+        let shared = shared.clone();
+        let cpu = if cpus.is_empty() {
+            None
+        } else {
+            Some(cpus[id % cpus.len()])
+        };
+        let want = bound;
+        let h = std::thread::Builder::new()
+            .name(format!("slotgate-w{id}"))
+            .spawn(move || {
+                if let Some(c) = cpu {
+                    let _ = monoio::utils::bind_to_cpu_set([c]);
+                }
+                let mut rt = match build_runtime(driver, tuning.ring_entries) {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let opts = ListenerOpts::new()
+                        .reuse_port(true)
+                        .backlog(tuning.backlog as i32);
+                    let listener = match TcpListener::bind_with_config(want, &opts) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(listener.local_addr());
+                    let cell = shared.cell.clone();
+                    let w = Rc::new(Worker {
+                        id,
+                        shared,
+                        snap: LocalSnapshot::new(cell),
+                        pool: Pool::default(),
+                        uring: driver == Driver::IoUring,
+                        conns: Cell::new(0),
+                        next_id: Cell::new(0),
+                    });
+                    accept_loop(w, listener).await;
+                });
+            })?;
+        let got = rx
+            .recv()
+            .map_err(|_| io::Error::other("worker died while starting"))??;
+        if id == 0 {
+            bound = got;
+        }
+        handles.push(h);
+    }
+    Ok(Workers {
+        addr: bound,
+        driver,
+        handles,
+    })
+}
+
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    let sweep_w = w.clone();
+    monoio::spawn(async move {
+        // Close idle pooled connections the upstream dropped or that aged out.
+        loop {
+            monoio::time::sleep(Duration::from_secs(1)).await;
+            sweep_w.pool.sweep(Duration::from_secs(60));
+            if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
+                break;
+            }
+        }
+    });
+    let drain = {
+        let w = w.clone();
+        async move {
+            while !w.shared.draining.load(Ordering::Relaxed) {
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut drain = std::pin::pin!(drain);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        monoio::select! {
+            _ = &mut drain => break,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    let w = w.clone();
+                    monoio::spawn(super::conn::serve(w, stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning, then recover.
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+    drop(listener);
+    // Let in-flight connections finish (the drain deadline is enforced by the process).
+    while w.conns.get() > 0 {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,752 @@
+//! The five-step dispatch of DESIGN.md §2: a pure, resumable function of a snapshot and request facts.
+//!
+//! Steps 1 (one-shot `/v1/models` fetch of a cold `slot`) and 3 (cold prefetch of remotes) need IO,
+//! which routing does not do. So [`dispatch`] returns either a decision or a [`FetchRequest`]; the
+//! caller performs the fetch, records it in [`FetchesDone`] and calls [`dispatch`] again with the
+//! snapshot published afterwards. [`dispatch_async`] and [`dispatch_blocking`] run that loop.
+
+use super::snapshot::{Snapshot, UpstreamEntry, UpstreamId};
+use crate::http::{ErrorCode, ErrorReply};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::index::BoundStatus;
+
+/// What dispatch reads from a request (DESIGN.md §2 "Input").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestFacts<'a> {
+    /// Request method (not a routing input today; kept for explain and logs).
+    pub method: &'a str,
+    /// Request path without the query, e.g. `/v1/chat/completions`.
+    pub path: &'a str,
+    /// Query string without the `?`, kept on the outgoing path.
+    pub query: Option<&'a str>,
+    /// The body's top-level `model`; trimmed by dispatch, empty counts as absent.
+    pub model: Option<&'a str>,
+    /// The body's `stream` is JSON `true`.
+    pub stream: bool,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// Facts from a method and a request target (`/v1/x?y`), with no model.
+    pub fn new(method: &'a str, target: &'a str) -> RequestFacts<'a> {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        RequestFacts {
+            method,
+            path,
+            query,
+            model: None,
+            stream: false,
+        }
+    }
+
+    /// The same facts with this `model`.
+    pub fn with_model(mut self, model: Option<&'a str>) -> RequestFacts<'a> {
+        self.model = model;
+        self
+    }
+
+    /// The same facts with this `stream`.
+    pub fn with_stream(mut self, stream: bool) -> RequestFacts<'a> {
+        self.stream = stream;
+        self
+    }
+
+    /// The model id dispatch matches: trimmed, `None` when absent or empty.
+    #[inline]
+    pub fn model_id(&self) -> Option<&'a str> {
+        self.model.map(str::trim).filter(|m| !m.is_empty())
+    }
+}
+
+/// Which rule chose the upstream; rendered as the `X-Slotgate-Route` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Breadcrumb {
+    /// Step 0: a container advertises the id (`container:<name>`).
+    Container,
+    /// Step 1: a registry binding (`registry`).
+    Registry,
+    /// Step 2: the first upstream advertising the id (`passthrough:<name>`).
+    Passthrough,
+    /// Step 3: advertised after the cold prefetch (`prefetched:<name>`).
+    Prefetched,
+    /// Step 4: capability rules (`capability:<name>`).
+    Capability,
+}
+
+impl Breadcrumb {
+    /// The step (0–4) this breadcrumb stands for.
+    pub fn step(self) -> u8 {
+        match self {
+            Breadcrumb::Container => 0,
+            Breadcrumb::Registry => 1,
+            Breadcrumb::Passthrough => 2,
+            Breadcrumb::Prefetched => 3,
+            Breadcrumb::Capability => 4,
+        }
+    }
+
+    /// The header value for a decision on `upstream` (e.g. `container:chat`, `registry`).
+    pub fn render(self, upstream: &str) -> String {
+        let prefix = match self {
+            Breadcrumb::Container => "container:",
+            Breadcrumb::Registry => return "registry".to_string(),
+            Breadcrumb::Passthrough => "passthrough:",
+            Breadcrumb::Prefetched => "prefetched:",
+            Breadcrumb::Capability => "capability:",
+        };
+        format!("{prefix}{upstream}")
+    }
+}
+
+/// Where a request goes and how it is rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The chosen upstream, an id of the snapshot the decision was made on (see [`Routed`]).
+    pub upstream: UpstreamId,
+    /// Which rule chose it.
+    pub breadcrumb: Breadcrumb,
+    /// Outgoing path: the upstream's base path + the request path without `/v1`, after rewrites,
+    /// with the query kept.
+    pub path: String,
+    /// The id to write into the body's `model` when it must change (`upstream_model` or "slot as
+    /// truth"); `None` when the body goes byte for byte.
+    pub remap: Option<String>,
+    /// The request asked for a stream.
+    pub stream: bool,
+}
+
+impl Decision {
+    /// The effective model id forwarded: the remap when set, else the request's.
+    pub fn model<'s>(&'s self, facts: &RequestFacts<'s>) -> Option<&'s str> {
+        self.remap.as_deref().or_else(|| facts.model_id())
+    }
+
+    /// The `X-Slotgate-Route` value, borrowed from `snap` (the snapshot the decision was made on).
+    pub fn route_header<'s>(&self, snap: &'s Snapshot) -> &'s str {
+        snap.route_header(self.upstream, self.breadcrumb)
+    }
+}
+
+/// Why dispatch found no upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchError {
+    /// Step 4's candidate is not a local (`slot`/`container`) upstream: `404 dispatch.no_route`.
+    NoRoute {
+        /// The requested model id, when there was one.
+        model: Option<String>,
+        /// The request path.
+        path: String,
+        /// The upstream name step 4 looked for.
+        candidate: String,
+    },
+}
+
+impl DispatchError {
+    /// The error code of DESIGN.md §4.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DispatchError::NoRoute { .. } => ErrorCode::NoRoute,
+        }
+    }
+
+    /// The error answer, details `{model, path, candidate}`.
+    pub fn to_reply(&self) -> ErrorReply {
+        match self {
+            DispatchError::NoRoute {
+                model,
+                path,
+                candidate,
+            } => ErrorReply::new(self.code(), self.to_string()).details(serde_json::json!({
+                "model": model, "path": path, "candidate": candidate,
+            })),
+        }
+    }
+}
+
+impl fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::NoRoute {
+                model, candidate, ..
+            } => match model {
+                Some(m) => write!(
+                    f,
+                    "no upstream serves model '{m}': candidate '{candidate}' is not a local slot or container"
+                ),
+                None => write!(
+                    f,
+                    "no upstream serves this path: candidate '{candidate}' is not a local slot or container"
+                ),
+            },
+        }
+    }
+}
+
+impl std::error::Error for DispatchError {}
+
+impl From<&DispatchError> for ErrorReply {
+    fn from(e: &DispatchError) -> ErrorReply {
+        e.to_reply()
+    }
+}
+
+/// Why a fetch is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchReason {
+    /// Step 1: the bound `slot` has a cold cache; fetch its `/v1/models` once.
+    OneShot,
+    /// Step 3: fetch `/v1/models` of every cold `remote`, concurrently.
+    Prefetch,
+}
+
+impl FetchReason {
+    /// The lowercase name used in explanations and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchReason::OneShot => "one_shot",
+            FetchReason::Prefetch => "prefetch",
+        }
+    }
+}
+
+/// One upstream to fetch `/v1/models` from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTarget {
+    /// Its id in the snapshot that asked.
+    pub id: UpstreamId,
+    /// Its configured name: the stable key for single-flight across snapshots.
+    pub name: String,
+}
+
+/// A request for `/v1/models` fetches that dispatch needs before it can decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Step 1 or step 3.
+    pub reason: FetchReason,
+    /// What to fetch (single-flighted per upstream by whoever performs it).
+    pub targets: Vec<FetchTarget>,
+    /// Bound on the whole fetch (`[routing] prefetch_timeout_ms`).
+    pub timeout_ms: u64,
+}
+
+/// The fetches already performed for one request, so none is asked twice.
+#[derive(Debug, Clone, Default)]
+pub struct FetchesDone {
+    /// Lowercase names of upstreams fetched one-shot.
+    one_shot: Vec<String>,
+    /// Lowercase names of the step-3 targets, once the prefetch ran.
+    prefetched: Option<Vec<String>>,
+    /// After too many rounds, treat every fetch as done so dispatch must decide.
+    exhausted: bool,
+}
+
+/// Rounds of fetching after which dispatch decides on what it has (a guard against a fetcher whose
+/// snapshots keep changing bindings; normal requests need at most two).
+const MAX_FETCH_ROUNDS: usize = 4;
+
+impl FetchesDone {
+    /// Nothing fetched yet.
+    pub fn new() -> FetchesDone {
+        FetchesDone::default()
+    }
+
+    /// Records that `req` was performed (whatever it returned).
+    pub fn mark(&mut self, req: &FetchRequest) {
+        let names = req.targets.iter().map(|t| t.name.to_ascii_lowercase());
+        match req.reason {
+            FetchReason::OneShot => self.one_shot.extend(names),
+            FetchReason::Prefetch => self.prefetched = Some(names.collect()),
+        }
+        if self.one_shot.len() + usize::from(self.prefetched.is_some()) >= MAX_FETCH_ROUNDS {
+            self.exhausted = true;
+        }
+    }
+
+    /// Whether the one-shot fetch of `name` ran.
+    pub fn one_shot_done(&self, name: &str) -> bool {
+        self.exhausted || self.one_shot.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the step-3 prefetch ran.
+    pub fn prefetch_done(&self) -> bool {
+        self.exhausted || self.prefetched.is_some()
+    }
+
+    fn was_prefetched(&self, name: &str) -> bool {
+        self.prefetched
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|n| n.eq_ignore_ascii_case(name)))
+    }
+}
+
+/// One call of [`dispatch`]: a verdict, or the IO needed first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Dispatch decided.
+    Decided(Result<Decision, DispatchError>),
+    /// Perform this fetch, mark it in [`FetchesDone`], and dispatch again on the fresher snapshot.
+    Fetch(FetchRequest),
+}
+
+/// A finished dispatch and the snapshot its [`Decision::upstream`] belongs to.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// The verdict.
+    pub result: Result<Decision, DispatchError>,
+    /// The fresher snapshot the decision was made on when fetches happened; `None` means the
+    /// snapshot passed in (the request keeps using it).
+    pub snapshot: Option<Arc<Snapshot>>,
+}
+
+/// Performs the `/v1/models` fetches dispatch asks for; implemented by the control side.
+pub trait ModelFetcher {
+    /// Fetches every target (concurrently, single-flighted per upstream, bounded by
+    /// `req.timeout_ms`), waits until the results are published, and returns the snapshot then
+    /// current. Failures leave caches cold; dispatch then falls through.
+    fn fetch(&self, req: &FetchRequest) -> impl Future<Output = Arc<Snapshot>>;
+}
+
+/// How one step turned out, for [`explain`](super::explain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The step chose the upstream.
+    Hit,
+    /// The step did not apply; dispatch went on.
+    Miss,
+    /// The step was not tried.
+    Skip,
+    /// The step needs a `/v1/models` fetch first.
+    Fetch,
+    /// Nothing can serve the request.
+    NoRoute,
+}
+
+impl Outcome {
+    /// The lowercase name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Skip => "skip",
+            Outcome::Fetch => "fetch",
+            Outcome::NoRoute => "no_route",
+        }
+    }
+}
+
+/// Receives each step's verdict; [`NoTrace`] compiles to nothing on the request path.
+pub(crate) trait Trace {
+    /// Step `step` ended with `outcome`, because of `detail`.
+    fn note(&mut self, step: u8, outcome: Outcome, detail: fmt::Arguments<'_>);
+}
+
+/// The request path's tracer: discards everything.
+pub(crate) struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline(always)]
+    fn note(&mut self, _: u8, _: Outcome, _: fmt::Arguments<'_>) {}
+}
+
+/// The five steps of DESIGN.md §2 on `snap`, given the fetches already `done` for this request.
+#[inline]
+pub fn dispatch(snap: &Snapshot, facts: &RequestFacts<'_>, done: &FetchesDone) -> Step {
+    run(snap, facts, done, &mut NoTrace)
+}
+
+/// Dispatch to a verdict, awaiting `fetcher` whenever a fetch is needed.
+///
+/// On the request path call [`dispatch`] first with `FetchesDone::new()`: a `Decided` step needs no
+/// future and no `Arc` clone. Fall back to this only on [`Step::Fetch`].
+pub async fn dispatch_async<F: ModelFetcher>(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    fetcher: &F,
+) -> Routed {
+    drive(snap, facts, fetcher, &mut NoTrace).await
+}
+
+/// Dispatch to a verdict, calling `fetch` synchronously (CLI, admin explain, tests).
+pub fn dispatch_blocking(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    fetch: &mut impl FnMut(&FetchRequest) -> Arc<Snapshot>,
+) -> Routed {
+    drive_blocking(snap, facts, fetch, &mut NoTrace)
+}
+
+/// [`drive`] with a synchronous fetcher; the future is always ready, so one poll finishes it.
+pub(crate) fn drive_blocking<T: Trace>(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    fetch: &mut impl FnMut(&FetchRequest) -> Arc<Snapshot>,
+    trace: &mut T,
+) -> Routed {
+    struct Sync<'f, G>(RefCell<&'f mut G>);
+    impl<G: FnMut(&FetchRequest) -> Arc<Snapshot>> ModelFetcher for Sync<'_, G> {
+        fn fetch(&self, req: &FetchRequest) -> impl Future<Output = Arc<Snapshot>> {
+            std::future::ready((self.0.borrow_mut())(req))
+        }
+    }
+    let fetcher = Sync(RefCell::new(fetch));
+    let fut = std::pin::pin!(drive(snap, facts, &fetcher, trace));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.poll(&mut cx) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => unreachable!("every awaited future is ready"),
+    }
+}
+
+/// The resumable loop: dispatch, fetch, dispatch again on the fresher snapshot.
+pub(crate) async fn drive<F: ModelFetcher, T: Trace>(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    fetcher: &F,
+    trace: &mut T,
+) -> Routed {
+    let mut done = FetchesDone::new();
+    let mut fresher: Option<Arc<Snapshot>> = None;
+    loop {
+        let current = fresher.as_deref().unwrap_or(snap);
+        match run(current, facts, &done, trace) {
+            Step::Decided(result) => {
+                return Routed {
+                    result,
+                    snapshot: fresher,
+                }
+            }
+            Step::Fetch(req) => {
+                fresher = Some(fetcher.fetch(&req).await);
+                done.mark(&req);
+            }
+        }
+    }
+}
+
+/// One pass of the five steps, reporting each verdict to `t`.
+pub(crate) fn run<T: Trace>(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    done: &FetchesDone,
+    t: &mut T,
+) -> Step {
+    let Some(model) = facts.model_id() else {
+        for step in 0..4 {
+            t.note(step, Outcome::Skip, format_args!("no model in the request"));
+        }
+        return Step::Decided(capability(snap, facts, None, t));
+    };
+    let route = snap.index().models.get(model);
+
+    // Step 0: a running container is authoritative for what it advertises.
+    if let Some(id) = route.and_then(|r| r.container) {
+        t.note(
+            0,
+            Outcome::Hit,
+            format_args!(
+                "container '{}' advertises '{model}'",
+                snap.upstream(id).name()
+            ),
+        );
+        return decided(snap, facts, id, Breadcrumb::Container, None);
+    }
+    t.note(
+        0,
+        Outcome::Miss,
+        format_args!("no container advertises '{model}'"),
+    );
+
+    // Step 1: the registry.
+    match route.and_then(|r| r.binding.as_ref()) {
+        None => t.note(1, Outcome::Miss, format_args!("no registry binding")),
+        Some(b) => {
+            let u = snap.upstream(b.upstream);
+            if b.status == BoundStatus::Composite {
+                t.note(
+                    1,
+                    Outcome::Miss,
+                    format_args!("bound to composite '{}': ignored", u.name()),
+                );
+            } else if b.fetch_first && !done.one_shot_done(u.name()) {
+                t.note(
+                    1,
+                    Outcome::Fetch,
+                    format_args!("bound slot '{}' has a cold cache: fetch once", u.name()),
+                );
+                return Step::Fetch(fetch_request(snap, FetchReason::OneShot, &[b.upstream]));
+            } else if b.status == BoundStatus::ColdOffline {
+                t.note(
+                    1,
+                    Outcome::Miss,
+                    format_args!(
+                        "bound to '{}', offline (cold cache, no passing probe)",
+                        u.name()
+                    ),
+                );
+            } else {
+                let why = match b.status {
+                    BoundStatus::Warm => "warm cache",
+                    _ => "passing probe",
+                };
+                match &b.remap {
+                    Some(m) => t.note(
+                        1,
+                        Outcome::Hit,
+                        format_args!("bound to '{}' ({why}); model rewritten to '{m}'", u.name()),
+                    ),
+                    None => t.note(
+                        1,
+                        Outcome::Hit,
+                        format_args!("bound to '{}' ({why})", u.name()),
+                    ),
+                }
+                return decided(
+                    snap,
+                    facts,
+                    b.upstream,
+                    Breadcrumb::Registry,
+                    b.remap.as_deref(),
+                );
+            }
+        }
+    }
+
+    // Step 2 (and step 3's repeat of it once the prefetch ran).
+    if let Some(id) = route.and_then(|r| r.passthrough) {
+        let name = snap.upstream(id).name();
+        let (step, crumb) = if done.was_prefetched(name) {
+            (3, Breadcrumb::Prefetched)
+        } else {
+            (2, Breadcrumb::Passthrough)
+        };
+        t.note(
+            step,
+            Outcome::Hit,
+            format_args!("'{name}' advertises '{model}'"),
+        );
+        return decided(snap, facts, id, crumb, None);
+    }
+    t.note(
+        2,
+        Outcome::Miss,
+        format_args!("no upstream advertises '{model}'"),
+    );
+
+    // Step 3: cold prefetch of remotes, once per request.
+    let cold = snap.cold_remotes();
+    if done.prefetch_done() {
+        t.note(
+            3,
+            Outcome::Miss,
+            format_args!("prefetch done; still no upstream advertises '{model}'"),
+        );
+    } else if cold.is_empty() {
+        t.note(3, Outcome::Skip, format_args!("no remote has a cold cache"));
+    } else {
+        t.note(
+            3,
+            Outcome::Fetch,
+            format_args!("prefetch /v1/models of {} cold remote(s)", cold.len()),
+        );
+        return Step::Fetch(fetch_request(snap, FetchReason::Prefetch, cold));
+    }
+
+    Step::Decided(capability(snap, facts, Some(model), t))
+}
+
+fn fetch_request(snap: &Snapshot, reason: FetchReason, ids: &[UpstreamId]) -> FetchRequest {
+    FetchRequest {
+        reason,
+        targets: ids
+            .iter()
+            .map(|&id| FetchTarget {
+                id,
+                name: snap.upstream(id).name().to_string(),
+            })
+            .collect(),
+        timeout_ms: snap.config.routing.prefetch_timeout_ms,
+    }
+}
+
+/// Step 4: capability routing. Pinned candidates answer 404 when missing; the others (a `:` id,
+/// an embed/rerank hint) fall back to the default anchor, since a general slot may still serve them.
+fn capability<T: Trace>(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    model: Option<&str>,
+    t: &mut T,
+) -> Result<Decision, DispatchError> {
+    let r = &snap.config.routing;
+    let anchor = r.default_slot.as_str();
+    let path = facts.path;
+    let (candidate, pinned, why): (&str, bool, &str) = if path.contains("/embeddings") {
+        (&r.embed_slot, true, "path has /embeddings")
+    } else if path.contains("/rerank") {
+        (&r.rerank_slot, true, "path has /rerank or /rerankings")
+    } else if path.contains("/audio/speech") {
+        (&r.tts_slot, true, "path has /audio/speech")
+    } else if is_image_op(path) {
+        (
+            &r.img_slot,
+            true,
+            "path has /images/generations|edits|variations",
+        )
+    } else {
+        match model {
+            None if path.contains("/images/") => (&r.img_slot, true, "no model; path has /images/"),
+            None => (anchor, true, "no model; the default anchor"),
+            Some(m) if m.contains(':') => (&r.npu_slot, false, "model id has ':'"),
+            Some(m) if is_image_model(m) => (&r.img_slot, true, "image model prefix"),
+            Some(m) if contains_ci(m, "embed") || contains_ci(m, "rerank") => {
+                (&r.embed_slot, false, "model id hints embed/rerank")
+            }
+            Some(m) => match snap.local_named(m) {
+                Some(u) if !u.name().eq_ignore_ascii_case(anchor) => {
+                    (u.name(), true, "model id names a local upstream")
+                }
+                _ => (anchor, true, "the default anchor"),
+            },
+        }
+    };
+    let no_route = |candidate: &str| DispatchError::NoRoute {
+        model: model.map(str::to_string),
+        path: path.to_string(),
+        candidate: candidate.to_string(),
+    };
+    match snap.local_named(candidate) {
+        Some(u) => {
+            t.note(
+                4,
+                Outcome::Hit,
+                format_args!("{why} -> '{candidate}' = local '{}'", u.name()),
+            );
+            Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None))
+        }
+        None if !pinned && !candidate.eq_ignore_ascii_case(anchor) => {
+            match snap.local_named(anchor) {
+                Some(u) => {
+                    t.note(
+                        4,
+                        Outcome::Hit,
+                        format_args!(
+                            "{why} -> '{candidate}' is not a local upstream; default anchor '{}'",
+                            u.name()
+                        ),
+                    );
+                    Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None))
+                }
+                None => {
+                    t.note(
+                    4,
+                    Outcome::NoRoute,
+                    format_args!(
+                        "{why} -> '{candidate}', then the default anchor '{anchor}': neither is a local upstream"
+                    ),
+                );
+                    Err(no_route(anchor))
+                }
+            }
+        }
+        None => {
+            t.note(
+                4,
+                Outcome::NoRoute,
+                format_args!("{why} -> '{candidate}' is not a local upstream"),
+            );
+            Err(no_route(candidate))
+        }
+    }
+}
+
+#[inline]
+fn decided(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    id: UpstreamId,
+    crumb: Breadcrumb,
+    remap: Option<&str>,
+) -> Step {
+    Step::Decided(Ok(decision(snap, facts, id, crumb, remap)))
+}
+
+#[inline]
+fn decision(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    id: UpstreamId,
+    crumb: Breadcrumb,
+    remap: Option<&str>,
+) -> Decision {
+    Decision {
+        upstream: id,
+        breadcrumb: crumb,
+        path: outgoing_path(snap, snap.upstream(id), facts.path, facts.query),
+        remap: remap.map(str::to_string),
+        stream: facts.stream,
+    }
+}
+
+/// The outgoing request target on `upstream`: its base path + `path` without its leading `/v1`,
+/// after the `[routing] path_rewrites`, with `query` kept.
+pub fn outgoing_path(
+    snap: &Snapshot,
+    upstream: &UpstreamEntry,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let path = snap
+        .index()
+        .rewrites
+        .iter()
+        .find(|(from, _)| **from == *path)
+        .map_or(path, |(_, to)| to);
+    let rest = match path.strip_prefix("/v1") {
+        Some(r) if r.is_empty() || r.starts_with('/') => r,
+        _ => path,
+    };
+    let base = upstream
+        .cfg
+        .parsed_url
+        .as_ref()
+        .map_or("", |u| u.base_path.as_str());
+    let mut out = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(base);
+    out.push_str(rest);
+    if out.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn is_image_op(path: &str) -> bool {
+    ["/images/generations", "/images/edits", "/images/variations"]
+        .iter()
+        .any(|p| path.contains(p))
+}
+
+fn is_image_model(model: &str) -> bool {
+    let m = model.as_bytes();
+    [&b"sdxl"[..], b"sd-1.5", b"sd15", b"flux"]
+        .iter()
+        .any(|p| m.len() >= p.len() && m[..p.len()].eq_ignore_ascii_case(p))
+}
+
+/// ASCII case-insensitive substring test without allocating.
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}

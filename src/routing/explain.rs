@@ -1,0 +1,483 @@
+//! Human and machine explanations of routing: the table `slotgate check` prints and the step-by-step
+//! verdicts of `slotgate route` and `GET /admin/route` (DESIGN.md §5, §6).
+//!
+//! Explanations run the very same dispatch code as requests (through a recording tracer), so they
+//! cannot drift from what the proxy does.
+
+use super::dispatch::{drive_blocking, Outcome, Trace};
+use super::{DispatchError, FetchRequest, RequestFacts, Snapshot};
+use serde::Serialize;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+/// The name of each step of DESIGN.md §2.
+pub const STEP_NAMES: [&str; 5] = [
+    "container preemption",
+    "registry",
+    "passthrough",
+    "cold prefetch",
+    "capability routing",
+];
+
+/// Most model ids listed per upstream in the routing table.
+const MODELS_SHOWN: usize = 8;
+
+/// One step's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepVerdict {
+    /// Dispatch pass (a fetch ends a pass; dispatch then starts over on the fresher snapshot).
+    pub pass: u8,
+    /// Step number, 0–4.
+    pub step: u8,
+    /// Step name.
+    pub name: &'static str,
+    /// How it turned out.
+    pub outcome: Outcome,
+    /// Why.
+    pub detail: String,
+}
+
+/// The chosen upstream, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedDecision {
+    /// Upstream name.
+    pub upstream: String,
+    /// Upstream kind.
+    pub kind: &'static str,
+    /// Its readiness state now (the proxy's gate may still answer 503).
+    pub state: &'static str,
+    /// `X-Slotgate-Route` value.
+    pub breadcrumb: String,
+    /// Outgoing request target.
+    pub path: String,
+    /// Full outgoing URL (`scheme://authority` + path).
+    pub url: String,
+    /// New body `model`, when rewritten.
+    pub remap: Option<String>,
+}
+
+/// The error a request would get, for display.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainedError {
+    /// Stable code (`dispatch.no_route`).
+    pub code: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// Message.
+    pub message: String,
+    /// The envelope's details object.
+    pub details: serde_json::Value,
+}
+
+/// Everything dispatch considered for one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// Request method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Request query.
+    pub query: Option<String>,
+    /// Model id as dispatch saw it (trimmed).
+    pub model: Option<String>,
+    /// Snapshot epoch the verdict was reached on.
+    pub epoch: u64,
+    /// Each step's verdict, in order.
+    pub steps: Vec<StepVerdict>,
+    /// The decision, when there is one.
+    pub decision: Option<ExplainedDecision>,
+    /// The error, when there is one.
+    pub error: Option<ExplainedError>,
+}
+
+/// Collects verdicts; a fetch ends a pass.
+struct Recorder {
+    pass: u8,
+    steps: Vec<StepVerdict>,
+}
+
+impl Trace for Recorder {
+    fn note(&mut self, step: u8, outcome: Outcome, detail: fmt::Arguments<'_>) {
+        self.steps.push(StepVerdict {
+            pass: self.pass,
+            step,
+            name: STEP_NAMES[usize::from(step.min(4))],
+            outcome,
+            detail: detail.to_string(),
+        });
+        if outcome == Outcome::Fetch {
+            self.pass += 1;
+        }
+    }
+}
+
+/// Explains `facts` on `snap` without any IO: a fetch dispatch asks for is recorded, then treated as
+/// having brought nothing new (the verdict after it is what a failing fetch would give).
+pub fn explain(snap: &Snapshot, facts: &RequestFacts<'_>) -> Explanation {
+    // "Fetching" hands back an unchanged copy, made only if dispatch asks (CLI/admin path only).
+    let mut unchanged: Option<Arc<Snapshot>> = None;
+    explain_with(snap, facts, &mut |_| {
+        unchanged
+            .get_or_insert_with(|| Arc::new(snap.clone()))
+            .clone()
+    })
+}
+
+/// Explains `facts`, performing the fetches dispatch asks for through `fetch` (the admin API,
+/// which can reach upstreams).
+pub fn explain_with(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    fetch: &mut impl FnMut(&FetchRequest) -> Arc<Snapshot>,
+) -> Explanation {
+    let mut rec = Recorder {
+        pass: 0,
+        steps: Vec::new(),
+    };
+    let routed = drive_blocking(snap, facts, fetch, &mut rec);
+    let final_snap: &Snapshot = routed.snapshot.as_deref().unwrap_or(snap);
+    let (decision, error) = match &routed.result {
+        Ok(d) => {
+            let u = final_snap.upstream(d.upstream);
+            let url = match &u.cfg.parsed_url {
+                Some(p) => {
+                    let scheme = match p.scheme {
+                        crate::config::Scheme::Http => "http",
+                        crate::config::Scheme::Https => "https",
+                    };
+                    format!("{scheme}://{}{}", p.authority, d.path)
+                }
+                None => d.path.clone(),
+            };
+            (
+                Some(ExplainedDecision {
+                    upstream: u.name().to_string(),
+                    kind: u.kind().as_str(),
+                    state: u.state().as_str(),
+                    breadcrumb: d.route_header(final_snap).to_string(),
+                    path: d.path.clone(),
+                    url,
+                    remap: d.remap.clone(),
+                }),
+                None,
+            )
+        }
+        Err(e) => (None, Some(explained_error(e))),
+    };
+    Explanation {
+        method: facts.method.to_string(),
+        path: facts.path.to_string(),
+        query: facts.query.map(str::to_string),
+        model: facts.model_id().map(str::to_string),
+        epoch: final_snap.epoch,
+        steps: rec.steps,
+        decision,
+        error,
+    }
+}
+
+fn explained_error(e: &DispatchError) -> ExplainedError {
+    let reply = e.to_reply();
+    ExplainedError {
+        code: reply.code.code(),
+        status: reply.code.status(),
+        message: reply.message,
+        details: reply.details,
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        if let Some(q) = &self.query {
+            write!(f, "?{q}")?;
+        }
+        match &self.model {
+            Some(m) => writeln!(f, "  model '{m}'  (snapshot epoch {})", self.epoch)?,
+            None => writeln!(f, "  no model  (snapshot epoch {})", self.epoch)?,
+        }
+        for s in &self.steps {
+            writeln!(
+                f,
+                "  pass {} step {} {:<20} {:<8} {}",
+                s.pass,
+                s.step,
+                s.name,
+                s.outcome.as_str(),
+                s.detail
+            )?;
+        }
+        if let Some(d) = &self.decision {
+            write!(
+                f,
+                "=> {} ({}, {}) via {} -> {}",
+                d.upstream, d.kind, d.state, d.breadcrumb, d.url
+            )?;
+            if let Some(m) = &d.remap {
+                write!(f, "  model rewritten to '{m}'")?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(e) = &self.error {
+            writeln!(
+                f,
+                "=> {} {}: {}  details {}",
+                e.status, e.code, e.message, e.details
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The routing table `slotgate check` prints: upstreams in priority order with kind, state, url and
+/// models; registry bindings; aliases; capability names; path rewrites.
+pub fn routing_table(snap: &Snapshot) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "upstreams (priority order):");
+    let width = snap
+        .upstreams
+        .iter()
+        .map(|u| u.name().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for u in &snap.upstreams {
+        let models = &u.live.models.ids;
+        let listed = if models.is_empty() {
+            "(cold)".to_string()
+        } else {
+            let mut s = models
+                .iter()
+                .take(MODELS_SHOWN)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if models.len() > MODELS_SHOWN {
+                let _ = write!(s, ", … (+{} more)", models.len() - MODELS_SHOWN);
+            }
+            s
+        };
+        let _ = writeln!(
+            w,
+            "  {:>2}  {:<width$}  {:<9}  {:<9}  {}  models: {}",
+            u.id.0,
+            u.name(),
+            u.kind().as_str(),
+            u.state().as_str(),
+            u.cfg.url.as_deref().unwrap_or("-"),
+            listed,
+        );
+    }
+    let cfg = &snap.config;
+    let _ = writeln!(w, "registry:");
+    if cfg.registry.is_empty() {
+        let _ = writeln!(w, "  (empty)");
+    }
+    for (model, b) in &cfg.registry {
+        let note = match snap.by_name(&b.upstream) {
+            Some(u) if u.kind() == crate::config::UpstreamKind::Composite => {
+                " (composite: dispatch falls through to local slots)"
+            }
+            _ => "",
+        };
+        match &b.upstream_model {
+            Some(m) => {
+                let _ = writeln!(w, "  {model} -> {} as '{m}'{note}", b.upstream);
+            }
+            None => {
+                let _ = writeln!(w, "  {model} -> {}{note}", b.upstream);
+            }
+        }
+    }
+    let r = &cfg.routing;
+    let _ = writeln!(w, "aliases:");
+    if r.aliases.is_empty() {
+        let _ = writeln!(w, "  (none)");
+    }
+    for (alias, target) in &r.aliases {
+        let _ = writeln!(w, "  {alias} -> {target}");
+    }
+    let _ = writeln!(w, "capabilities:");
+    for (what, name) in [
+        ("default anchor", &r.default_slot),
+        ("embeddings", &r.embed_slot),
+        ("rerank", &r.rerank_slot),
+        ("speech", &r.tts_slot),
+        ("images", &r.img_slot),
+        ("name:tag models", &r.npu_slot),
+    ] {
+        let target = match snap.local_named(name) {
+            Some(u) => format!("{} ({})", u.name(), u.kind().as_str()),
+            None => "no local upstream: 404 dispatch.no_route".to_string(),
+        };
+        let _ = writeln!(w, "  {what:<16} {name} -> {target}");
+    }
+    if !r.path_rewrites.is_empty() {
+        let _ = writeln!(w, "path rewrites:");
+        for (from, to) in &r.path_rewrites {
+            let _ = writeln!(w, "  {from} -> {to}");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "prefetch: {} cold remote(s), bounded by {} ms",
+        snap.cold_remotes().len(),
+        r.prefetch_timeout_ms
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::routing::{LiveState, LiveUpstream, ModelList};
+
+    const HOST: &str = r#"
+[routing]
+default_slot = "agent"
+aliases = { "agent-hermes" = "agent" }
+[[upstream]]
+name = "agent"
+kind = "slot"
+url = "http://127.0.0.1:8101/v1"
+[[upstream]]
+name = "chat"
+kind = "container"
+url = "http://127.0.0.1:8102/v1"
+models = ["qwopus3.6-27b-v2"]
+[[upstream]]
+name = "openrouter"
+kind = "remote"
+url = "https://openrouter.ai/api/v1"
+[[upstream]]
+name = "local"
+kind = "composite"
+[registry]
+"qwopus3.6-27b-v2" = "local"
+"gpt-4o-mini" = { upstream = "openrouter", upstream_model = "openai/gpt-4o-mini" }
+"#;
+
+    fn host() -> Snapshot {
+        Snapshot::build(
+            Arc::new(Config::from_toml_str(HOST, None).unwrap()),
+            &LiveState::default(),
+            3,
+        )
+    }
+
+    #[test]
+    fn table_lists_upstreams_bindings_and_capabilities() {
+        let t = routing_table(&host());
+        let order: Vec<usize> = ["agent", "chat", "openrouter", "local"]
+            .iter()
+            .map(|n| {
+                t.find(&format!(" {n} "))
+                    .unwrap_or_else(|| panic!("{n} in\n{t}"))
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "priority order:\n{t}"
+        );
+        assert!(t.contains("models: qwopus3.6-27b-v2"), "{t}");
+        assert!(t.contains("qwopus3.6-27b-v2 -> local (composite"), "{t}");
+        assert!(
+            t.contains("gpt-4o-mini -> openrouter as 'openai/gpt-4o-mini'"),
+            "{t}"
+        );
+        assert!(t.contains("agent-hermes -> agent"), "{t}");
+        assert!(
+            t.contains("embeddings       embed -> no local upstream"),
+            "{t}"
+        );
+        assert!(t.contains("default anchor   agent -> agent (slot)"), "{t}");
+        assert!(t.contains("/v1/rerankings -> /v1/rerank"), "{t}");
+        assert!(
+            t.contains("prefetch: 1 cold remote(s), bounded by 8000 ms"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn explains_the_original_bug() {
+        let snap = host();
+        let facts =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwopus3.6-27b-v2"));
+        let e = explain(&snap, &facts);
+        assert_eq!(e.steps.len(), 1);
+        assert_eq!(e.steps[0].outcome, Outcome::Hit);
+        let d = e.decision.as_ref().unwrap();
+        assert_eq!(d.breadcrumb, "container:chat");
+        assert_eq!(d.url, "http://127.0.0.1:8102/v1/chat/completions");
+        assert_eq!(d.state, "starting", "no probe has passed yet");
+        let text = e.to_string();
+        assert!(
+            text.contains("=> chat (container, starting) via container:chat"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn explains_every_step_and_the_pure_prefetch() {
+        let snap = host();
+        let facts = RequestFacts::new("POST", "/v1/embeddings?x=1").with_model(Some("e5"));
+        let e = explain(&snap, &facts);
+        let seen: Vec<(u8, u8, Outcome)> = e
+            .steps
+            .iter()
+            .map(|s| (s.pass, s.step, s.outcome))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (0, 0, Outcome::Miss),
+                (0, 1, Outcome::Miss),
+                (0, 2, Outcome::Miss),
+                (0, 3, Outcome::Fetch),
+                (1, 0, Outcome::Miss),
+                (1, 1, Outcome::Miss),
+                (1, 2, Outcome::Miss),
+                (1, 3, Outcome::Miss),
+                (1, 4, Outcome::NoRoute),
+            ]
+        );
+        let err = e.error.as_ref().unwrap();
+        assert_eq!((err.code, err.status), ("dispatch.no_route", 404));
+        assert_eq!(err.details["candidate"], "embed");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["steps"][3]["outcome"], "fetch");
+        assert_eq!(json["steps"][8]["outcome"], "no_route");
+        assert_eq!(json["query"], "x=1");
+        assert!(e.to_string().contains("=> 404 dispatch.no_route"));
+    }
+
+    #[test]
+    fn explain_with_a_fetcher_uses_the_fresher_snapshot() {
+        let snap = host();
+        let cfg = snap.config.clone();
+        let facts =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("gpt-4o-mini"));
+        let e = explain_with(&snap, &facts, &mut |req| {
+            assert_eq!(req.targets[0].name, "openrouter");
+            let mut live = LiveState::default();
+            live.upstreams.insert(
+                "openrouter".into(),
+                LiveUpstream {
+                    models: Arc::new(ModelList {
+                        ids: vec!["openai/gpt-4o-mini".into()],
+                        fetched_at: None,
+                    }),
+                    ..LiveUpstream::default()
+                },
+            );
+            Arc::new(Snapshot::build(cfg.clone(), &live, 4))
+        });
+        assert_eq!(e.epoch, 4);
+        let d = e.decision.unwrap();
+        assert_eq!(d.breadcrumb, "registry");
+        assert_eq!(d.remap.as_deref(), Some("openai/gpt-4o-mini"));
+        assert_eq!(d.url, "https://openrouter.ai/api/v1/chat/completions");
+    }
+}
