@@ -10,15 +10,15 @@
 //! Wiring in `main` (startup order):
 //! 1. `let control = Control::with_config(Config::load(..)?)` — publishes the first snapshot;
 //!    `control.cell()` is what workers build their `LocalSnapshot` from.
-//! 2. `control.set_metrics_hook(..)` / `control.set_route_explainer(..)` (any time).
+//! 2. `control.set_metrics_hook(..)` (any time; `/admin/route` already uses `routing::explain`).
 //! 3. `control.spawn()?` (probers, refreshes, supervisor) and `control.handle_sighup()?`.
 //! 4. `spawn_admin(control.clone(), listen.admin.parse()?)` unless `listen.admin` is empty.
 //! 5. Start the workers with `Arc<Control>`; when they are up, `control.set_ready(driver, n)`.
 //!
-//! Workers call, per request: `counters(name)` -> `request()` guard (`streaming()` for SSE);
-//! on connection refused `mark_down(name)`; for dispatch steps 1/3
-//! `fetch_models(&names, timeout).await`; for `GET /v1/models` a per-worker [`CatalogMemo`]
-//! (or [`models_list_json`]) and [`model_json`].
+//! Workers reach it as `Arc<dyn proxy::ControlPort>` (implemented in `port.rs`: fetch_models,
+//! mark_down, inflight), or directly: `counters(name)` -> `request()` guard (`streaming()` for
+//! SSE); for `GET /v1/models` a per-worker [`CatalogMemo`] (or [`models_list_json`]) and
+//! [`model_json`].
 
 pub mod admin;
 pub mod catalog;
@@ -26,6 +26,7 @@ pub mod client;
 pub mod counters;
 mod flight;
 pub mod models;
+mod port;
 mod prober;
 pub mod signal;
 mod wire;
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 /// Renders the lead's Prometheus text for `GET /metrics` (appended after control's own gauges).
 pub type MetricsHook = Box<dyn Fn() -> String + Send + Sync>;
 
-/// Explains a routing decision for `GET /admin/route`: `(snapshot, model, path) -> JSON`.
+/// Replaces `routing::explain` for `GET /admin/route`: `(snapshot, model, path) -> JSON`.
 pub type RouteExplainer = Box<dyn Fn(&Snapshot, &str, &str) -> serde_json::Value + Send + Sync>;
 
 /// Upper bound on one `/v1/models` fetch (a large remote list over a slow link still fits).
@@ -604,7 +605,7 @@ impl Control {
         *self.metrics.write() = Some(hook);
     }
 
-    /// Registers `routing::explain` for `GET /admin/route`.
+    /// Replaces the default `routing::explain` answer of `GET /admin/route`.
     pub fn set_route_explainer(&self, explainer: RouteExplainer) {
         *self.explainer.write() = Some(explainer);
     }
