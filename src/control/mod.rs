@@ -123,16 +123,12 @@ fn key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-fn fresh_live(u: &UpstreamConfig) -> LiveUpstream {
-    LiveUpstream {
-        addrs: u
-            .parsed_url
-            .as_ref()
-            .and_then(|p| p.literal_addr())
-            .map(|a| Arc::from(vec![a]))
-            .unwrap_or_else(|| Arc::from(Vec::new())),
-        ..LiveUpstream::default()
-    }
+/// `name`'s config (names are case-insensitive).
+fn upstream_cfg<'c>(config: &'c Config, name: &str) -> Option<&'c UpstreamConfig> {
+    config
+        .upstreams
+        .iter()
+        .find(|u| u.name.eq_ignore_ascii_case(name))
 }
 
 /// Whether `/v1/models` is fetched for this upstream (not composite, no static list, has a URL).
@@ -166,7 +162,7 @@ impl Control {
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| (key(&u.name), fresh_live(u)))
+                .map(|u| (key(&u.name), LiveUpstream::default()))
                 .collect(),
         };
         let counters = config
@@ -244,7 +240,7 @@ impl Control {
         let mut st = self.state.lock();
         let k = key(name);
         let config = st.config.clone();
-        let cfg = config.upstreams.iter().find(|u| key(&u.name) == k)?;
+        let cfg = upstream_cfg(&config, &k)?;
         if ident.is_some_and(|i| *i != Ident::of(cfg)) {
             return None;
         }
@@ -432,7 +428,7 @@ impl Control {
     fn run_fetch(&self, k: &str) {
         let cfg = {
             let st = self.state.lock();
-            match st.config.upstreams.iter().find(|u| key(&u.name) == k) {
+            match upstream_cfg(&st.config, k) {
                 Some(u) if fetchable(u) => u.clone(),
                 _ => return,
             }
@@ -528,14 +524,11 @@ impl Control {
             let mut live = LiveState::default();
             for u in &cfg.upstreams {
                 let k = key(&u.name);
-                let same = old
-                    .upstreams
-                    .iter()
-                    .find(|o| key(&o.name) == k)
-                    .is_some_and(|o| Ident::of(o) == Ident::of(u));
+                let same = upstream_cfg(&old, &k).is_some_and(|o| Ident::of(o) == Ident::of(u));
                 let mut l = match st.live.upstreams.remove(&k) {
                     Some(l) if same => l,
-                    _ => fresh_live(u),
+                    // Addresses of IP literals are filled in by `Snapshot::build`.
+                    _ => LiveUpstream::default(),
                 };
                 if !u.models.is_empty() {
                     // A static list replaces whatever was fetched before.
@@ -551,7 +544,7 @@ impl Control {
             self.publish_locked(&mut st);
             st.epoch
         };
-        counters.retain(|k, _| cfg.upstreams.iter().any(|u| key(&u.name) == *k));
+        counters.retain(|k, _| upstream_cfg(&cfg, k).is_some());
         self.counters.store(Arc::new(counters));
         if self.started.load(Ordering::Acquire) {
             let mut probers = self.probers.lock();
