@@ -496,7 +496,7 @@ fn admin_api_over_http() {
         );
     }
 
-    // Route view (routing::explain not wired) and the explainer hook.
+    // Route explanation, then an explainer that replaces it.
     let (st, _, v) = http(
         addr,
         "GET",
@@ -509,6 +509,10 @@ fn admin_api_over_http() {
         (v["model"].as_str(), v["path"].as_str()),
         (Some("m1"), Some("/v1/embeddings"))
     );
+    // routing::explain: the running container advertising m1 preempts (step 0).
+    assert_eq!(v["decision"]["upstream"], "chat", "{v}");
+    assert_eq!(v["decision"]["breadcrumb"], "container:chat", "{v}");
+    assert!(!v["steps"].as_array().unwrap().is_empty());
     c.set_route_explainer(Box::new(
         |s, m, p| serde_json::json!({"epoch": s.epoch, "m": m, "p": p}),
     ));
@@ -612,4 +616,24 @@ fn sighup_reloads() {
         c.snapshot().by_name("local").is_some()
     });
     c.shutdown();
+}
+
+#[test]
+fn control_port_for_workers() {
+    use slotgate::proxy::ControlPort;
+    let be = Backend::start(&["r1"]);
+    let c = Control::with_config(config(&upstream("or", "remote", &be.url(), "")));
+    let port: Arc<dyn ControlPort> = c.clone();
+    port.inflight("OR", 1);
+    port.inflight("or", 1);
+    port.inflight("or", -1);
+    port.inflight("ghost", 1); // unknown names are ignored
+    let n = c.counters("or").unwrap();
+    assert_eq!((n.requests(), n.total()), (1, 2));
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    rt.block_on(port.fetch_models(vec!["or".into()], Duration::from_secs(5)));
+    assert_eq!(models_of(&c.snapshot(), "or"), ["r1"]);
 }

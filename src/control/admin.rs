@@ -5,13 +5,12 @@
 //! names a set variable (compared in constant time); `/healthz` and `/readyz` never do, so
 //! orchestrator probes keep working.
 
-use super::catalog;
 use super::wire::{constant_time_eq, framing, Framing, Wire, WireError};
 use super::{Control, PushError};
 use crate::config::UpstreamKind;
 use crate::http::error::reason_phrase;
 use crate::http::{ErrorCode, ErrorReply};
-use crate::routing::{ProbeStatus, SlotState, Snapshot};
+use crate::routing::{self, ProbeStatus, RequestFacts, SlotState, Snapshot};
 use serde_json::{json, Value};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -401,8 +400,8 @@ fn upstreams_json(control: &Control) -> Value {
     json!({"epoch": control.cell().epoch(), "upstreams": list})
 }
 
-/// `GET /admin/route?model=M&path=P`: the registered explainer, or this snapshot's view of who
-/// has the model until `routing::explain` is wired.
+/// `GET /admin/route?model=M&path=P`: `routing::explain` on the current snapshot (each step's
+/// verdict and the decision), unless an explainer was registered to replace it.
 fn route_explain(control: &Control, query: &str) -> Reply {
     let mut model = String::new();
     let mut path = "/v1/chat/completions".to_string();
@@ -418,32 +417,11 @@ fn route_explain(control: &Control, query: &str) -> Reply {
     if let Some(explain) = control.explainer.read().as_ref() {
         return Reply::json(200, &explain(&snap, &model, &path));
     }
-    let holders: Vec<Value> = snap
-        .upstreams
-        .iter()
-        .filter(|u| u.live.models.ids.contains(&model))
-        .map(|u| json!({"upstream": u.name(), "kind": u.kind().as_str(), "state": u.state().as_str()}))
-        .collect();
-    let binding = snap
-        .config
-        .registry
-        .get(&model)
-        .map(|b| json!({"upstream": b.upstream, "upstream_model": b.upstream_model}));
-    let owner =
-        catalog::owner(&snap, &model).map(|(u, s)| json!({"upstream": u, "status": s.as_str()}));
-    Reply::json(
-        200,
-        &json!({
-            "model": model,
-            "path": path,
-            "epoch": snap.epoch,
-            "explained": false,
-            "note": "routing::explain is not wired yet; this is the snapshot's view",
-            "registry": binding,
-            "cached_by": holders,
-            "models_owner": owner,
-        }),
-    )
+    // The request a client would send: model in the body, `path` (with any query) as target.
+    let model = Some(model.as_str()).filter(|m| !m.is_empty());
+    let facts = RequestFacts::new("POST", &path).with_model(model);
+    let explained = routing::explain(&snap, &facts);
+    Reply::json(200, &serde_json::to_value(explained).expect("json"))
 }
 
 /// Appends one per-upstream gauge family (HELP, TYPE, one sample per upstream with a value).

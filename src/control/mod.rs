@@ -6,6 +6,19 @@
 //! `publish()` that builds the next [`Snapshot`]; workers never take that lock, they only read the
 //! [`SnapshotCell`] (and bump lock-free [`UpstreamCounters`]). Probes and fetches run on
 //! blocking std threads, one prober per upstream, so a hung upstream delays nobody else.
+//!
+//! Wiring in `main` (startup order):
+//! 1. `let control = Control::with_config(Config::load(..)?)` — publishes the first snapshot;
+//!    `control.cell()` is what workers build their `LocalSnapshot` from.
+//! 2. `control.set_metrics_hook(..)` (any time; `/admin/route` already uses `routing::explain`).
+//! 3. `control.spawn()?` (probers, refreshes, supervisor) and `control.handle_sighup()?`.
+//! 4. `spawn_admin(control.clone(), listen.admin.parse()?)` unless `listen.admin` is empty.
+//! 5. Start the workers with `Arc<Control>`; when they are up, `control.set_ready(driver, n)`.
+//!
+//! Workers reach it as `Arc<dyn proxy::ControlPort>` (implemented in `port.rs`: fetch_models,
+//! mark_down, inflight), or directly: `counters(name)` -> `request()` guard (`streaming()` for
+//! SSE); for `GET /v1/models` a per-worker [`CatalogMemo`] (or [`models_list_json`]) and
+//! [`model_json`].
 
 pub mod admin;
 pub mod catalog;
@@ -13,6 +26,7 @@ pub mod client;
 pub mod counters;
 mod flight;
 pub mod models;
+mod port;
 mod prober;
 pub mod signal;
 mod wire;
@@ -40,7 +54,7 @@ use std::time::{Duration, Instant};
 /// Renders the lead's Prometheus text for `GET /metrics` (appended after control's own gauges).
 pub type MetricsHook = Box<dyn Fn() -> String + Send + Sync>;
 
-/// Explains a routing decision for `GET /admin/route`: `(snapshot, model, path) -> JSON`.
+/// Replaces `routing::explain` for `GET /admin/route`: `(snapshot, model, path) -> JSON`.
 pub type RouteExplainer = Box<dyn Fn(&Snapshot, &str, &str) -> serde_json::Value + Send + Sync>;
 
 /// Upper bound on one `/v1/models` fetch (a large remote list over a slow link still fits).
@@ -109,16 +123,12 @@ fn key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-fn fresh_live(u: &UpstreamConfig) -> LiveUpstream {
-    LiveUpstream {
-        addrs: u
-            .parsed_url
-            .as_ref()
-            .and_then(|p| p.literal_addr())
-            .map(|a| Arc::from(vec![a]))
-            .unwrap_or_else(|| Arc::from(Vec::new())),
-        ..LiveUpstream::default()
-    }
+/// `name`'s config (names are case-insensitive).
+fn upstream_cfg<'c>(config: &'c Config, name: &str) -> Option<&'c UpstreamConfig> {
+    config
+        .upstreams
+        .iter()
+        .find(|u| u.name.eq_ignore_ascii_case(name))
 }
 
 /// Whether `/v1/models` is fetched for this upstream (not composite, no static list, has a URL).
@@ -152,7 +162,7 @@ impl Control {
             upstreams: config
                 .upstreams
                 .iter()
-                .map(|u| (key(&u.name), fresh_live(u)))
+                .map(|u| (key(&u.name), LiveUpstream::default()))
                 .collect(),
         };
         let counters = config
@@ -230,7 +240,7 @@ impl Control {
         let mut st = self.state.lock();
         let k = key(name);
         let config = st.config.clone();
-        let cfg = config.upstreams.iter().find(|u| key(&u.name) == k)?;
+        let cfg = upstream_cfg(&config, &k)?;
         if ident.is_some_and(|i| *i != Ident::of(cfg)) {
             return None;
         }
@@ -379,24 +389,14 @@ impl Control {
     /// unknown, composite, static or already warm are skipped. Awaitable on a monoio worker.
     pub fn fetch_models(&self, names: &[String], timeout: Duration) -> ModelsFetch {
         let (ticket, fut) = Ticket::new();
-        let targets: Vec<String> = {
-            let st = self.state.lock();
-            names
-                .iter()
-                .filter_map(|n| {
-                    let k = key(n);
-                    let cfg = st.config.upstreams.iter().find(|u| key(&u.name) == k)?;
-                    let warm = st
-                        .live
-                        .upstreams
-                        .get(&k)
-                        .is_some_and(|l| l.models.is_warm());
-                    (fetchable(cfg) && !warm).then_some(k)
-                })
-                .collect()
-        };
-        for k in targets {
-            self.start_fetch(&k, Some(&ticket));
+        // Decided from the published snapshot (lock-free), not the control lock: workers call
+        // this. Only the single-flight table's short lock is taken, and only on this cold path.
+        let snap = self.cell.load();
+        for n in names {
+            let Some(u) = snap.by_name(n) else { continue };
+            if fetchable(&u.cfg) && !u.live.models.is_warm() {
+                self.start_fetch(&key(n), Some(&ticket));
+            }
         }
         ticket.done_one();
         if !ticket.fired() {
@@ -428,7 +428,7 @@ impl Control {
     fn run_fetch(&self, k: &str) {
         let cfg = {
             let st = self.state.lock();
-            match st.config.upstreams.iter().find(|u| key(&u.name) == k) {
+            match upstream_cfg(&st.config, k) {
                 Some(u) if fetchable(u) => u.clone(),
                 _ => return,
             }
@@ -509,20 +509,26 @@ impl Control {
     /// removed ones stop. Returns the published epoch.
     pub fn apply_config(&self, cfg: Config) -> u64 {
         let cfg = Arc::new(cfg);
+        // Counters first, as the union of old and new names, so a worker that sees a new
+        // upstream in the snapshot finds its counters and one still on the old snapshot keeps
+        // finding the removed upstream's; trimmed to the new names once published.
+        let mut counters: HashMap<String, Arc<UpstreamCounters>> =
+            (*self.counters.load_full()).clone();
+        for u in &cfg.upstreams {
+            counters.entry(key(&u.name)).or_default();
+        }
+        self.counters.store(Arc::new(counters.clone()));
         let epoch = {
             let mut st = self.state.lock();
             let old = st.config.clone();
             let mut live = LiveState::default();
             for u in &cfg.upstreams {
                 let k = key(&u.name);
-                let same = old
-                    .upstreams
-                    .iter()
-                    .find(|o| key(&o.name) == k)
-                    .is_some_and(|o| Ident::of(o) == Ident::of(u));
+                let same = upstream_cfg(&old, &k).is_some_and(|o| Ident::of(o) == Ident::of(u));
                 let mut l = match st.live.upstreams.remove(&k) {
                     Some(l) if same => l,
-                    _ => fresh_live(u),
+                    // Addresses of IP literals are filled in by `Snapshot::build`.
+                    _ => LiveUpstream::default(),
                 };
                 if !u.models.is_empty() {
                     // A static list replaces whatever was fetched before.
@@ -538,16 +544,7 @@ impl Control {
             self.publish_locked(&mut st);
             st.epoch
         };
-        let old_counters = self.counters.load_full();
-        let counters = cfg
-            .upstreams
-            .iter()
-            .map(|u| {
-                let k = key(&u.name);
-                let c = old_counters.get(&k).cloned().unwrap_or_default();
-                (k, c)
-            })
-            .collect();
+        counters.retain(|k, _| upstream_cfg(&cfg, k).is_some());
         self.counters.store(Arc::new(counters));
         if self.started.load(Ordering::Acquire) {
             let mut probers = self.probers.lock();
@@ -601,7 +598,7 @@ impl Control {
         *self.metrics.write() = Some(hook);
     }
 
-    /// Registers `routing::explain` for `GET /admin/route`.
+    /// Replaces the default `routing::explain` answer of `GET /admin/route`.
     pub fn set_route_explainer(&self, explainer: RouteExplainer) {
         *self.explainer.write() = Some(explainer);
     }

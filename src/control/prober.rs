@@ -127,7 +127,11 @@ impl Prober {
             let Some(ctl) = control.upgrade() else { return };
             let now = Instant::now();
             if next_probe.is_some_and(|t| t <= now) {
-                let passing = probe(&ctl, cfg);
+                let Some(passing) = probe(&ctl, cfg) else {
+                    // Cannot probe this scheme: stop probing and leave the status Unknown.
+                    next_probe = None;
+                    continue;
+                };
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
                 let Some(prev) = ctl.record_probe(&cfg.name, &self.ident, passing) else {
                     return; // removed by a reload
@@ -179,31 +183,32 @@ fn backoff(cfg: &UpstreamConfig, fails: usize, rng: &mut Jitter) -> Duration {
     rng.spread(ms(base))
 }
 
-/// One health probe: `GET health_path` on the upstream's host; 2xx is passing.
-fn probe(ctl: &Control, cfg: &UpstreamConfig) -> bool {
-    let Some(url) = &cfg.parsed_url else {
-        return false;
-    };
+/// One health probe: `GET health_path` on the upstream's host; 2xx is passing. `None` when the
+/// control client cannot probe it at all.
+fn probe(ctl: &Control, cfg: &UpstreamConfig) -> Option<bool> {
+    let url = cfg.parsed_url.as_ref()?;
     if url.scheme == Scheme::Https {
-        // No TLS in the control client yet: an https upstream that asks for probes stays
-        // failing rather than being reported healthy unchecked.
-        tracing::warn!(upstream = %cfg.name, "health probes over https are not supported yet");
-        return false;
+        // No TLS in the control client yet. Reporting it failing would take a probed https
+        // remote offline for good, so it is left unprobed (Unknown), loudly.
+        tracing::warn!(upstream = %cfg.name, "health probes over https are not supported yet; not probing");
+        return None;
     }
     let addrs = ctl.resolve(cfg);
-    match client::get(
-        &addrs,
-        &url.authority,
-        &cfg.health_path,
-        &auth_headers(cfg),
-        ms(cfg.probe_timeout_ms),
-    ) {
-        Ok(r) => (200..300).contains(&r.status),
-        Err(e) => {
-            tracing::debug!(upstream = %cfg.name, error = %e, "probe failed");
-            false
-        }
-    }
+    Some(
+        match client::get(
+            &addrs,
+            &url.authority,
+            &cfg.health_path,
+            &auth_headers(cfg),
+            ms(cfg.probe_timeout_ms),
+        ) {
+            Ok(r) => (200..300).contains(&r.status),
+            Err(e) => {
+                tracing::debug!(upstream = %cfg.name, error = %e, "probe failed");
+                false
+            }
+        },
+    )
 }
 
 /// xorshift64*: enough randomness to spread probes, no crate needed.
