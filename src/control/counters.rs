@@ -27,18 +27,6 @@ impl UpstreamCounters {
         }
     }
 
-    /// Adds `delta` (+1 when a request starts, -1 when it ends) for callers that cannot hold an
-    /// [`InflightGuard`] (the proxy's `ControlPort::inflight`).
-    pub fn adjust_requests(&self, delta: i64) {
-        if delta >= 0 {
-            self.requests.fetch_add(delta as u64, Ordering::Relaxed);
-            self.total.fetch_add(delta as u64, Ordering::Relaxed);
-        } else {
-            self.requests
-                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
-        }
-    }
-
     /// Requests in flight now.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

@@ -15,10 +15,9 @@
 //! 4. `spawn_admin(control.clone(), listen.admin.parse()?)` unless `listen.admin` is empty.
 //! 5. Start the workers with `Arc<Control>`; when they are up, `control.set_ready(driver, n)`.
 //!
-//! Workers reach it as `Arc<dyn proxy::ControlPort>` (implemented in `port.rs`: fetch_models,
-//! mark_down, inflight), or directly: `counters(name)` -> `request()` guard (`streaming()` for
-//! SSE); for `GET /v1/models` a per-worker [`CatalogMemo`] (or [`models_list_json`]) and
-//! [`model_json`].
+//! Workers hold an `Arc<Control>` (`proxy::Shared`): `fetch_models`, `mark_down`,
+//! `counters(name)` -> `request()` guard (`streaming()` for SSE); for `GET /v1/models` a
+//! per-worker [`CatalogMemo`] (or [`models_list_json`]) and [`model_json`].
 
 pub mod admin;
 pub mod catalog;
@@ -26,7 +25,6 @@ pub mod client;
 pub mod counters;
 mod flight;
 pub mod models;
-mod port;
 mod prober;
 pub mod signal;
 mod wire;
