@@ -4,6 +4,7 @@
 mod conn;
 mod exchange;
 mod forward;
+mod front_auth;
 pub mod pool;
 pub mod port;
 mod sys;
