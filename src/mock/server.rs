@@ -309,14 +309,9 @@ impl Conn {
         }
     }
 
+    /// Serves requests until either side ends the connection (dropping `self` closes it).
     async fn run(mut self, srv: &Server) {
-        loop {
-            match self.one(srv).await {
-                Ok(true) => {}
-                Ok(false) | Err(End::Close) => return,
-                Err(End::Peer) => return,
-            }
-        }
+        while let Ok(true) = self.one(srv).await {}
     }
 
     /// Serves one request; `Ok(true)` when the connection stays open.
