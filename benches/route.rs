@@ -72,11 +72,7 @@ fn bench_dispatch(c: &mut Criterion) {
             let Step::Decided(Ok(d)) = dispatch(&snap, &facts, &done) else {
                 panic!("{name}: not a hit");
             };
-            assert_eq!(
-                u8::from(name.as_bytes()[4] - b'0'),
-                d.breadcrumb.step(),
-                "{name}"
-            );
+            assert_eq!(name.as_bytes()[4] - b'0', d.breadcrumb.step(), "{name}");
             g.bench_with_input(
                 BenchmarkId::new(*name, format!("{n}up_{registry}reg")),
                 &facts,
