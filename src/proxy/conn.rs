@@ -59,6 +59,7 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.conns.set(w.conns.get() + 1);
     let _guard = ConnGuard(w.clone());
     let t = &w.shared.tuning;
+    super::sys::set_cloexec(stream.as_raw_fd());
     if t.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }

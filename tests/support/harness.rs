@@ -251,7 +251,7 @@ impl Binary {
         let child = c.spawn().expect("spawn slotgate");
         let deadline = Instant::now() + Duration::from_secs(10);
         let (addr, admin) = loop {
-            let text = std::fs::read_to_string(&log.0).unwrap_or_default();
+            let text = strip_ansi(&std::fs::read_to_string(&log.0).unwrap_or_default());
             if let Some(line) = text.lines().find(|l| l.contains("slotgate listening")) {
                 break (
                     field_addr(line, "addr=").unwrap(),
@@ -275,9 +275,9 @@ impl Binary {
         self.child.id()
     }
 
-    /// Everything logged so far.
+    /// Everything logged so far (colour codes removed).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log.0).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&self.log.0).unwrap_or_default())
     }
 }
 
@@ -293,9 +293,7 @@ fn field_addr(line: &str, key: &str) -> Option<SocketAddr> {
     let end = rest
         .find(|c: char| c == ' ' || c == ')' || c == ',')
         .unwrap_or(rest.len());
-    // Strip ANSI colour codes the text formatter may add.
-    let clean: String = strip_ansi(&rest[..end]);
-    clean.parse().ok()
+    rest[..end].parse().ok()
 }
 
 fn strip_ansi(s: &str) -> String {
