@@ -858,3 +858,90 @@ fn upstream_faults_leak_no_fds_in_the_binary() {
     let after = settle(Some(base));
     assert!(after <= base, "fds leaked: {base} before, {after} after");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Descriptor exhaustion.
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is 3rd, utime 14th, stime 15th.
+    let rest = &s[s.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn emfile_backs_off_without_spinning_and_recovers() {
+    let m = mock::spawn(MockConfig::default()).unwrap();
+    let text = config_text(&remote("up", &m.base_url(), &["mock"], ""), "", "");
+    let b = Binary::start(&text, "warn,slotgate::server=info", "", &[]);
+    assert_serves(b.addr);
+    let pid = b.pid();
+    // Leave room for a handful of connections only.
+    let limit = fd_count(pid) + 6;
+    let st = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit");
+    assert!(st.success());
+    // Hold many idle connections: the worker runs out of descriptors and accept fails.
+    let mut held: Vec<Conn> = (0..40).map(|_| Conn::connect(b.addr)).collect();
+    assert!(
+        wait_until(Duration::from_secs(3), || b
+            .log_text()
+            .contains("accept failed")),
+        "accept never failed: {}",
+        b.log_text()
+    );
+    // While exhausted the accept loop backs off: little CPU over a measurement window.
+    let t0 = cpu_ticks(pid);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(500) {
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(pid) - t0;
+    assert!(
+        used <= 10,
+        "accept loop spun while out of fds: {used} ticks in 500 ms"
+    );
+    // Freed descriptors: the queued connections and new ones are served again.
+    for c in held.drain(..) {
+        c.close();
+    }
+    assert!(
+        wait_until(Duration::from_secs(4), || {
+            let mut c = Conn::connect(b.addr);
+            c.stream
+                .set_read_timeout(Some(Duration::from_millis(800)))
+                .unwrap();
+            c.request(get_raw("/v1/models").as_bytes()).status == 200
+        }),
+        "did not recover after descriptors were freed"
+    );
+    assert_serves(b.addr);
+}
+
+#[test]
+fn admin_token_variable_unset_locks_the_admin_api() {
+    let text = config_text("", "", "").replace(
+        "admin = \"\"",
+        &format!(
+            "admin = \"127.0.0.1:0\"\nadmin_token_env = \"{}\"",
+            var("ADMIN_UNSET")
+        ),
+    );
+    let s = start(&text);
+    let admin = s.admin_addr.unwrap();
+    let r = Conn::connect(admin).request(b"GET /admin/upstreams HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \r\nConnection: close\r\n\r\n");
+    assert_error(&r, 401, "auth.unauthorized");
+    let r = Conn::connect(admin)
+        .request(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_error(&r, 401, "auth.unauthorized");
+    // Liveness stays open for orchestrators.
+    let r = Conn::connect(admin)
+        .request(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
