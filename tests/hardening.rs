@@ -945,3 +945,19 @@ fn admin_token_variable_unset_locks_the_admin_api() {
         .request(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn upstream_obs_text_reason_phrase_is_relayed_not_fatal() {
+    // Fuzz finding: this status line used to abort the process (panic = "abort" in release).
+    let up =
+        RawUpstream::spawn(|s| put(s, b"HTTP/1.1 200 \xc3\x96k\r\nContent-Length: 2\r\n\r\n{}"));
+    let s = start(&config_text(
+        &remote("up", &up.url(), &["mock"], ""),
+        "",
+        "",
+    ));
+    let r = Conn::connect(s.addr).request(post_raw(CHAT, BODY, &[]).as_bytes());
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+    let r = Conn::connect(s.addr).request(post_raw(CHAT, BODY, &[]).as_bytes());
+    assert_eq!(r.status, 200);
+}

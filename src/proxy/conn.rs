@@ -99,6 +99,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             ReadResult::Request { body, msg_len } => {
                 let outcome = exchange::handle(&w, &mut c, body).await;
                 c.buf.advance(msg_len);
+                // An idle keep-alive connection holds one descriptor, not two: the read-side
+                // watcher is duplicated again by the next proxied request (DESIGN-NOTES.md).
+                c.watch = None;
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
                     _ => return,
