@@ -31,7 +31,9 @@ pub mod signal;
 mod wire;
 
 pub use admin::spawn_admin;
-pub use catalog::{model_json, models_list_json, CatalogMemo, ModelStatus};
+pub use catalog::{
+    model_json, model_json_with, models_list_json, models_list_json_with, CatalogMemo, ModelStatus,
+};
 pub use counters::{InflightGuard, UpstreamCounters};
 pub use flight::ModelsFetch;
 
@@ -431,6 +433,17 @@ impl Control {
         if let Some(p) = self.probers.lock().get(&key(name)) {
             p.wake();
         }
+    }
+
+    /// `{inflight, queued, held}` of `name` for the front door's model list.
+    pub fn load_json(&self, name: &str) -> Option<serde_json::Value> {
+        let c = self.counters(name)?;
+        Some(serde_json::json!({
+            "inflight": c.requests(),
+            "streams": c.streams(),
+            "queued": c.gate.waiting(),
+            "held": c.held(),
+        }))
     }
 
     /// The in-flight counters of `name` (look up once per request; lock-free).

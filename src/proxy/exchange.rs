@@ -60,12 +60,14 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
     if c.head.method() == crate::http::Method::Get {
         if path == "/v1/models" {
-            let body = crate::control::models_list_json(&snap);
+            let load = |n: &str| w.shared.control.load_json(n);
+            let body = crate::control::models_list_json_with(&snap, &load);
             return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
             let id = percent_decode(id);
-            return match crate::control::model_json(&snap, &id) {
+            let load = |n: &str| w.shared.control.load_json(n);
+            return match crate::control::model_json_with(&snap, &id, &load) {
                 Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
                 None => {
                     let reply = ErrorReply::new(
