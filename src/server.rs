@@ -57,6 +57,17 @@ impl Server {
         let shared = Arc::new(Shared::new(tuning, control.clone()));
         let workers = spawn_workers(shared.clone(), front)?;
         control.set_ready(workers.driver.as_str(), workers.handles.len());
+        shared.metrics.set_driver(workers.driver.as_str());
+        {
+            // Weak: control owns the hook, so a strong reference would keep control alive.
+            let metrics = shared.metrics.clone();
+            let weak = Arc::downgrade(&control);
+            control.set_metrics_hook(Box::new(move || {
+                weak.upgrade()
+                    .map(|c| metrics.render(&c))
+                    .unwrap_or_default()
+            }));
+        }
         let admin_addr = if listen.admin.is_empty() {
             None
         } else {
@@ -66,6 +77,7 @@ impl Server {
             Some(control::spawn_admin(control.clone(), a)?.0)
         };
         tracing::info!(addr = %workers.addr, admin = ?admin_addr, driver = workers.driver.as_str(), "slotgate listening");
+        control::notify::ready();
         Ok(Server {
             addr: workers.addr,
             admin_addr,
@@ -76,9 +88,13 @@ impl Server {
         })
     }
 
-    /// Stops accepting, lets in-flight exchanges finish until `deadline`, then returns whether
-    /// every worker finished in time.
+    /// Stops accepting (every worker closes its listener, so new connections are refused or go
+    /// to a new process on the same port), closes idle keep-alive connections, lets in-flight
+    /// exchanges and streams finish until `timeout`, then returns whether every worker finished
+    /// in time.
     pub fn drain(self, timeout: Duration) -> bool {
+        control::notify::stopping();
+        self.shared.metrics.set_draining();
         self.shared.draining.store(true, Ordering::Release);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {

@@ -46,6 +46,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         .query(buf)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+    c.rec.request_id(request_id.as_str());
 
     if !(path == "/v1" || path.starts_with("/v1/")) {
         let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
@@ -97,6 +98,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         model: bf.model(),
         stream: bf.stream,
     };
+    c.rec.model(rf.model_id());
 
     // Dispatch: the pure steps first; only a needed fetch costs a future.
     let decision: Decision = match dispatch(&snap, &rf, &FetchesDone::new()) {
@@ -119,6 +121,13 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         }
     };
     let entry = snap.upstream(decision.upstream);
+    c.rec.routed(
+        decision.breadcrumb,
+        entry.name(),
+        decision.route_header(&snap),
+        entry.live.models.is_warm(),
+        decision.stream,
+    );
 
     // Readiness gate (DESIGN.md §3): nothing is forwarded to a target that is not ready.
     let state = entry.state();
@@ -232,7 +241,10 @@ async fn reply_error(
 ) -> Outcome {
     let close = !keep_alive || reply.code.closes_connection();
     let extra = format!("x-request-id: {}\r\n", request_id.as_str());
-    let (res, _) = c.stream.write_all(reply.to_response(&extra, close)).await;
+    let out = reply.to_response(&extra, close);
+    c.rec
+        .replied(reply.code.status(), Some(reply.code), out.len());
+    let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || close {
         Outcome::Close
     } else {
@@ -278,6 +290,7 @@ async fn reply_json(
         .as_bytes(),
     );
     out.extend_from_slice(body);
+    c.rec.replied(status, None, out.len());
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || !keep_alive {
         Outcome::Close
@@ -378,6 +391,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     };
     // Response head (1xx already skipped). Build the client's head and send it together with the
     // body bytes that came along.
+    c.rec.response_head(head.status());
     let framing = head.framing();
     let upstream_keep_alive = head.keep_alive();
     let dechunk = ctx.client_http10 && framing == BodyFraming::Chunked;
@@ -406,10 +420,13 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
     };
     let extra_after = take < avail.len();
+    c.rec.relayed(&avail[..take], &w.metrics);
+    c.rec.wrote(first.len());
     let (res, first) = c.stream.write_all(first).await;
     drop(first);
     if res.is_err() {
         // Client gone: cancel (the upstream connection is dropped, never pooled).
+        c.rec.client_gone();
         c.relay = Some(rbuf);
         return Outcome::Close;
     }
@@ -434,6 +451,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         if let Some(d) = total_deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                c.rec.cut();
                 return Outcome::Close;
             }
             wait = wait.min(left);
@@ -446,9 +464,15 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         };
         let (res, b) = match r {
             // Client left mid-stream: drop the upstream connection now so generation stops.
-            None => return Outcome::Close,
+            None => {
+                c.rec.client_gone();
+                return Outcome::Close;
+            }
             // Stalled upstream: cut the stream (no terminating chunk).
-            Some(Err(_)) => return Outcome::Close,
+            Some(Err(_)) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
             Some(Ok(x)) => x,
         };
         rbuf = b;
@@ -456,6 +480,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             Ok(0) | Err(_) => {
                 if framing == BodyFraming::Close {
                     c.relay = Some(rbuf);
+                } else {
+                    c.rec.cut();
                 }
                 // Upstream ended: complete only for close-delimited bodies; otherwise it was cut.
                 return Outcome::Close;
@@ -465,8 +491,13 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         scratch.clear();
         let (take, done) = match body.feed(&rbuf[..n], &mut scratch) {
             Ok(x) => x,
-            Err(_) => return Outcome::Close,
+            Err(_) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
         };
+        c.rec.relayed(&rbuf[..take], &w.metrics);
+        c.rec.wrote(if dechunk { scratch.len() } else { take });
         let res = if dechunk {
             let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
             scratch = s;
@@ -477,6 +508,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             res
         };
         if res.is_err() {
+            c.rec.client_gone();
             return Outcome::Close;
         }
         if done {
@@ -575,6 +607,7 @@ async fn send_and_wait_head(
             rbuf,
         ));
     }
+    c.rec.sent();
     let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
     if let Some(d) = total_deadline {
         deadline = deadline.min(d);
@@ -661,7 +694,10 @@ async fn send_and_wait_head(
 
 async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
     let reply = match f {
-        Failure::ClientGone => return Outcome::Close,
+        Failure::ClientGone => {
+            c.rec.client_gone();
+            return Outcome::Close;
+        }
         Failure::Unavailable { reason, .. } => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
             format!("upstream '{}' unavailable", ctx.upstream),
