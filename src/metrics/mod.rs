@@ -19,17 +19,12 @@ use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Queue depth per upstream for `slotgate_queue_depth` (admission registers it; until then
-/// every upstream reports 0).
-pub type QueueDepthHook = Box<dyn Fn(&str) -> u64 + Send + Sync>;
-
 /// The process's metrics: the worker recorders and the gauges the scraper reads.
 #[derive(Default)]
 pub struct Metrics {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     driver: RwLock<&'static str>,
     draining: AtomicBool,
-    queue_depth: RwLock<Option<QueueDepthHook>>,
 }
 
 impl Metrics {
@@ -55,11 +50,6 @@ impl Metrics {
         self.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Admission's hook for `slotgate_queue_depth{upstream}`.
-    pub fn set_queue_depth_hook(&self, hook: QueueDepthHook) {
-        *self.queue_depth.write() = Some(hook);
-    }
-
     /// Every worker's recorder merged into one.
     pub fn merged(&self) -> Recorder {
         let workers = self.workers.lock().clone();
@@ -78,14 +68,12 @@ impl Metrics {
     /// and probe ages (control's own gauges are rendered by the admin API before this).
     pub fn render(&self, control: &crate::control::Control) -> String {
         let merged = self.merged();
-        let queue = self.queue_depth.read();
         render::render(&render::Inputs {
             rec: &merged,
             control,
             driver: *self.driver.read(),
             draining: self.draining.load(Ordering::Relaxed),
             connections: self.connections(),
-            queue_depth: queue.as_deref(),
         })
     }
 }

@@ -113,6 +113,8 @@ pub struct Record {
     pub(crate) error: Option<ErrorCode>,
     pub(crate) routing: Option<Duration>,
     pub(crate) queue_wait: Option<Duration>,
+    /// A hold/queue wait in progress since.
+    pub(crate) waiting_since: Option<Instant>,
     pub(crate) sent: Option<Instant>,
     pub(crate) first_byte: Option<Instant>,
     pub(crate) upstream_end: Option<Instant>,
@@ -162,7 +164,9 @@ impl Record {
     }
 
     /// Dispatch chose `upstream` by `crumb` (`route` is the breadcrumb text, `warm` whether the
-    /// upstream's model cache is warm); `stream` when the request asked for a stream.
+    /// upstream's model cache is warm); `stream` when the request asked for a stream. A request
+    /// held for a loading slot is re-dispatched: the last decision wins, the routing time is the
+    /// first decision's.
     pub fn routed(
         &mut self,
         crumb: Breadcrumb,
@@ -171,19 +175,30 @@ impl Record {
         warm: bool,
         stream: bool,
     ) {
-        self.routing = self.start.map(|s| s.elapsed());
+        if self.routing.is_none() {
+            self.routing = self.start.map(|s| s.elapsed());
+        }
         self.kind = crumb.into();
+        self.upstream.clear();
         self.upstream.push_str(upstream);
         self.warm = Some(warm);
         self.stream = stream;
         if self.log {
+            self.route.clear();
             self.route.push_str(route);
         }
     }
 
-    /// Admission hook: the request waited `wait` for a slot (hold/queue) before forwarding.
-    pub fn queued(&mut self, wait: Duration) {
-        self.queue_wait = Some(wait);
+    /// Admission: a wait (hold for a loading slot, or the concurrency queue) starts now.
+    pub fn wait_start(&mut self) {
+        self.waiting_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Admission: the wait started by `wait_start` (if any) ended; adds it to the queue wait.
+    pub fn wait_end(&mut self) {
+        if let Some(t) = self.waiting_since.take() {
+            *self.queue_wait.get_or_insert(Duration::ZERO) += t.elapsed();
+        }
     }
 
     /// The request was written to the upstream.

@@ -221,6 +221,10 @@ impl WorkerMetrics {
     pub fn finish(&self, r: &mut Record, req: RequestLine<'_>) {
         let Some(start) = r.start else { return };
         let total = start.elapsed();
+        if r.status == 0 {
+            // Ended without any answer: the client left while we waited (hold, queue, head).
+            r.client_gone();
+        }
         if r.log {
             super::access::emit(r, &req, total);
         }

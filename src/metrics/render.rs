@@ -40,7 +40,6 @@ pub(crate) struct Inputs<'a> {
     pub driver: &'static str,
     pub draining: bool,
     pub connections: u64,
-    pub queue_depth: Option<&'a (dyn Fn(&str) -> u64 + Send + Sync)>,
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -308,11 +307,21 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         o,
         "slotgate_queue_depth",
         "gauge",
-        "Requests waiting for admission per upstream (0 until admission registers its hook).",
+        "Requests waiting in the upstream's concurrency queue (max_inflight reached).",
     );
     for u in &view.upstreams {
-        let d = i.queue_depth.map_or(0, |f| f(u.name()));
+        let d = i.control.counters(u.name()).map_or(0, |c| c.gate.waiting());
         series(o, "slotgate_queue_depth", &lbl(u.name()), d);
+    }
+    header(
+        o,
+        "slotgate_held_requests",
+        "gauge",
+        "Requests held for a loading slot (on_loading = \"hold\").",
+    );
+    for u in &view.upstreams {
+        let d = i.control.counters(u.name()).map_or(0, |c| c.held());
+        series(o, "slotgate_held_requests", &lbl(u.name()), d);
     }
     header(
         o,
