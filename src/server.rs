@@ -77,7 +77,6 @@ impl Server {
             Some(control::spawn_admin(control.clone(), a)?.0)
         };
         tracing::info!(addr = %workers.addr, admin = ?admin_addr, driver = workers.driver.as_str(), "slotgate listening");
-        control::notify::ready();
         Ok(Server {
             addr: workers.addr,
             admin_addr,
@@ -111,6 +110,8 @@ impl Server {
     /// Runs until `SIGTERM`/`SIGINT`, then drains within `tuning.drain_timeout_ms`.
     pub fn run_until_signalled(self) -> io::Result<()> {
         control::signal::install_term()?;
+        // Workers, listeners and signal handlers are up: tell systemd (no-op without it).
+        control::notify::ready();
         while !control::signal::term_requested() {
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -229,7 +229,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     hist_family(
         o,
         "slotgate_routing",
-        "Request received to routing decision (facts, dispatch, any cold prefetch).",
+        "Request received to routing decision (facts, dispatch, any cold prefetch); requests that got a decision.",
         OVERHEAD_LE,
         &[(String::new(), &rec.routing)],
     );
