@@ -26,6 +26,7 @@ pub mod client;
 pub mod counters;
 mod flight;
 pub mod models;
+pub mod notify;
 mod prober;
 pub mod signal;
 mod wire;
@@ -47,7 +48,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use prober::Prober;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -115,6 +116,8 @@ pub struct Control {
     metrics: RwLock<Option<MetricsHook>>,
     explainer: RwLock<Option<RouteExplainer>>,
     sighup: AtomicBool,
+    /// Reloads applied / refused (`slotgate_reloads_total`, `slotgate_reload_failures_total`).
+    reloads: [AtomicU64; 2],
     /// Held requests wait for the next publication here.
     published: admission::PublishWaiters,
     /// Upstreams whose wake hook fired, and when (debounce).
@@ -191,6 +194,7 @@ impl Control {
             metrics: RwLock::new(None),
             explainer: RwLock::new(None),
             sighup: AtomicBool::new(false),
+            reloads: Default::default(),
             published: admission::PublishWaiters::default(),
             wakes: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
@@ -603,7 +607,24 @@ impl Control {
 
     /// Re-reads the config file (and tuning profile) it came from; on error every problem is
     /// returned and the running snapshot stays untouched. Returns the published epoch.
+    /// Tells systemd (`RELOADING=1` ... `READY=1`) and counts the outcome.
     pub fn reload(&self) -> Result<u64, ConfigError> {
+        notify::reloading();
+        let r = self.reload_file();
+        self.reloads[usize::from(r.is_err())].fetch_add(1, Ordering::Relaxed);
+        notify::ready();
+        r
+    }
+
+    /// Reloads applied and reloads refused since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
+    }
+
+    fn reload_file(&self) -> Result<u64, ConfigError> {
         let old = self.config();
         let Some(path) = old.source.clone() else {
             return Err(ConfigError::single(

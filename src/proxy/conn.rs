@@ -5,6 +5,7 @@ use super::exchange::{self, Outcome};
 use super::worker::Worker;
 use crate::http::request::Limits;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, RequestHead, Status};
+use crate::metrics::{Record, RequestLine};
 use bytes::{Buf, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -35,6 +36,10 @@ pub struct ClientConn {
     pub relay: Option<Vec<u8>>,
     /// The parsed head of the current request (reused allocation).
     pub head: RequestHead,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// The current request's facts for metrics and the decision log (reused per request).
+    pub rec: Record,
 }
 
 struct ConnGuard(Rc<Worker>);
@@ -42,6 +47,7 @@ struct ConnGuard(Rc<Worker>);
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.conns.set(self.0.conns.get() - 1);
+        self.0.metrics.set_connections(self.0.conns.get());
     }
 }
 
@@ -57,6 +63,7 @@ enum ReadResult {
 /// Serves one accepted client connection until it closes.
 pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.conns.set(w.conns.get() + 1);
+    w.metrics.set_connections(w.conns.get());
     let _guard = ConnGuard(w.clone());
     let t = &w.shared.tuning;
     if t.tcp_nodelay {
@@ -68,6 +75,8 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         buf: BytesMut::with_capacity(t.read_buffer_bytes),
         relay: None,
         head: RequestHead::new(),
+        peer,
+        rec: Record::default(),
     };
     tracing::trace!(%peer, worker = w.id, "connection accepted");
     if w.conns.get() > t.max_connections {
@@ -86,7 +95,17 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             ReadResult::Closed => return,
             ReadResult::Refuse(reply) => {
                 let close = reply.code.closes_connection();
-                let _ = c.stream.write_all(reply.to_response("", close)).await;
+                c.rec.begin(c.buf.len());
+                let out = reply.to_response("", close);
+                c.rec
+                    .replied(reply.code.status(), Some(reply.code), out.len());
+                let _ = c.stream.write_all(out).await;
+                let req = RequestLine {
+                    client: c.peer,
+                    method: "",
+                    path: "",
+                };
+                w.metrics.finish(&mut c.rec, req);
                 if close {
                     return;
                 }
@@ -96,7 +115,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 continue;
             }
             ReadResult::Request { body, msg_len } => {
+                c.rec.begin(msg_len);
                 let outcome = exchange::handle(&w, &mut c, body).await;
+                finish_record(&w, &mut c);
                 c.buf.advance(msg_len);
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
@@ -105,6 +126,22 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             }
         }
     }
+}
+
+/// Hands the request's record over to the worker's metrics (and the decision log), once per
+/// request, while its head is still in the buffer.
+fn finish_record(w: &Worker, c: &mut ClientConn) {
+    let mut req = RequestLine {
+        client: c.peer,
+        method: "",
+        path: "",
+    };
+    if c.rec.wants_text() {
+        let buf = &c.buf[..];
+        req.method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
+        req.path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
+    }
+    w.metrics.finish(&mut c.rec, req);
 }
 
 /// Reads into the spare capacity of `buf` (appending), growing it by at least `min_free`.
@@ -157,14 +194,25 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
         let deadline = match head_deadline {
             Some(d) => d,
             None => {
-                if w.shared.is_draining() {
+                if w.shared.is_draining() || w.drain.fired() {
                     return ReadResult::Closed;
                 }
                 Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
             }
         };
         let buf = std::mem::take(&mut c.buf);
-        match read_until(&mut c.stream, buf, min_free, deadline).await {
+        let read = read_until(&mut c.stream, buf, min_free, deadline);
+        let read = if head_deadline.is_none() {
+            // Idle keep-alive: a drain closes the connection now (the cancelled read loses no
+            // request byte worth keeping: none had arrived).
+            monoio::select! {
+                r = read => r,
+                _ = w.drain.wait() => return ReadResult::Closed,
+            }
+        } else {
+            read.await
+        };
+        match read {
             None if head_deadline.is_some() => {
                 return ReadResult::Refuse(ErrorReply::new(
                     ErrorCode::RequestTimeout,

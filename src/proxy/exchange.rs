@@ -50,6 +50,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         .query(buf)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+    c.rec.request_id(request_id.as_str());
 
     if !(path == "/v1" || path.starts_with("/v1/")) {
         let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
@@ -103,6 +104,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         model: bf.model(),
         stream: bf.stream,
     };
+    c.rec.model(rf.model_id());
 
     // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
     // not ready. With `on_loading = "hold"` the request waits for a publication that makes it
@@ -116,6 +118,13 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             Err(reply) => return reply_error(c, &reply, &request_id, client_keep_alive).await,
         };
         let entry = snap.upstream(decision.upstream);
+        c.rec.routed(
+            decision.breadcrumb,
+            entry.name(),
+            decision.route_header(&snap),
+            entry.live.models.is_warm(),
+            decision.stream,
+        );
         let state = entry.state();
         if state.is_ready() {
             break decision;
@@ -132,6 +141,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                 let d = now + Duration::from_millis(entry.cfg.hold_timeout_ms);
                 let guard = control.counters(entry.name()).map(|c| c.hold());
                 hold = Some((d, guard));
+                c.rec.wait_start();
                 d
             }
             None => now,
@@ -156,6 +166,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         }
     };
     drop(hold);
+    c.rec.wait_end();
     let entry = snap.upstream(decision.upstream);
     let counters = control.counters(entry.name());
     let Some(&addr) = entry.live.addrs.first() else {
@@ -179,10 +190,12 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                     .header(buf, snap.config.routing.priority_header.as_bytes())
                     .map_or(Priority::Normal, Priority::parse);
                 let wait = Duration::from_millis(entry.cfg.queue_timeout_ms);
+                c.rec.wait_start();
                 let res = monoio::select! {
                     r = cn.gate.enter(prio, wait) => r,
                     _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
                 };
+                c.rec.wait_end();
                 match res {
                     Ok(p) => Some(p),
                     Err(why) => {
@@ -328,7 +341,10 @@ async fn reply_error(
 ) -> Outcome {
     let close = !keep_alive || reply.code.closes_connection();
     let extra = format!("x-request-id: {}\r\n", request_id.as_str());
-    let (res, _) = c.stream.write_all(reply.to_response(&extra, close)).await;
+    let out = reply.to_response(&extra, close);
+    c.rec
+        .replied(reply.code.status(), Some(reply.code), out.len());
+    let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || close {
         Outcome::Close
     } else {
@@ -374,6 +390,7 @@ async fn reply_json(
         .as_bytes(),
     );
     out.extend_from_slice(body);
+    c.rec.replied(status, None, out.len());
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || !keep_alive {
         Outcome::Close
@@ -475,6 +492,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     };
     // Response head (1xx already skipped). Build the client's head and send it together with the
     // body bytes that came along.
+    c.rec.response_head(head.status());
     let framing = head.framing();
     let upstream_keep_alive = head.keep_alive();
     let dechunk = ctx.client_http10 && framing == BodyFraming::Chunked;
@@ -503,10 +521,15 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
     };
     let extra_after = take < avail.len();
+    c.rec.relayed(&avail[..take], &w.metrics);
+    c.rec.wrote(first.len());
     let (res, first) = c.stream.write_all(first).await;
     drop(first);
     // Client gone: `cancel` drops the upstream connection (never pooled); `drain` reads on.
     let mut client_dead = res.is_err();
+    if client_dead {
+        c.rec.client_gone();
+    }
     if client_dead && !drain {
         c.relay = Some(rbuf);
         return Outcome::Close;
@@ -532,6 +555,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         if let Some(d) = total_deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                c.rec.cut();
                 return Outcome::Close;
             }
             wait = wait.min(left);
@@ -544,9 +568,15 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         };
         let (res, b) = match r {
             // Client left mid-stream: drop the upstream connection now so generation stops.
-            None => return Outcome::Close,
+            None => {
+                c.rec.client_gone();
+                return Outcome::Close;
+            }
             // Stalled upstream: cut the stream (no terminating chunk).
-            Some(Err(_)) => return Outcome::Close,
+            Some(Err(_)) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
             Some(Ok(x)) => x,
         };
         rbuf = b;
@@ -554,6 +584,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             Ok(0) | Err(_) => {
                 if framing == BodyFraming::Close {
                     c.relay = Some(rbuf);
+                } else {
+                    c.rec.cut();
                 }
                 // Upstream ended: complete only for close-delimited bodies; otherwise it was cut.
                 return Outcome::Close;
@@ -563,9 +595,14 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         scratch.clear();
         let (take, done) = match body.feed(&rbuf[..n], dechunk.then_some(&mut scratch)) {
             Ok(x) => x,
-            Err(_) => return Outcome::Close,
+            Err(_) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
         };
+        c.rec.relayed(&rbuf[..take], &w.metrics);
         if !client_dead {
+            c.rec.wrote(if dechunk { scratch.len() } else { take });
             let res = if dechunk {
                 let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
                 scratch = s;
@@ -576,6 +613,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                 res
             };
             if res.is_err() {
+                c.rec.client_gone();
                 if !drain {
                     return Outcome::Close;
                 }
@@ -678,6 +716,7 @@ async fn send_and_wait_head(
             rbuf,
         ));
     }
+    c.rec.sent();
     let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
     if let Some(d) = total_deadline {
         deadline = deadline.min(d);
@@ -765,7 +804,10 @@ async fn send_and_wait_head(
 
 async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
     let reply = match f {
-        Failure::ClientGone => return Outcome::Close,
+        Failure::ClientGone => {
+            c.rec.client_gone();
+            return Outcome::Close;
+        }
         Failure::Unavailable { reason, .. } => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
             format!("upstream '{}' unavailable", ctx.upstream),

@@ -1,9 +1,11 @@
 //! Workers: one pinned monoio runtime per core, each with its own `SO_REUSEPORT` listener,
 //! connections, upstream pool and buffers (DESIGN.md §7 "Workers", "Driver").
 
+use super::drain::DrainSignal;
 use super::pool::Pool;
 use super::Shared;
 use crate::config::DriverChoice;
+use crate::metrics::WorkerMetrics;
 use crate::routing::LocalSnapshot;
 use monoio::net::{ListenerOpts, TcpListener};
 use std::cell::Cell;
@@ -62,6 +64,10 @@ pub struct Worker {
     pub conns: Cell<usize>,
     /// Counter of generated request ids.
     pub next_id: Cell<u64>,
+    /// This worker's metrics recorder (only this worker and the scraper touch it).
+    pub metrics: Arc<WorkerMetrics>,
+    /// Fired when the worker starts draining: idle keep-alive connections close at once.
+    pub drain: DrainSignal,
 }
 
 impl Worker {
@@ -162,6 +168,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                     };
                     let _ = tx.send(listener.local_addr());
                     let cell = shared.cell.clone();
+                    let metrics = shared.metrics.register_worker();
                     let w = Rc::new(Worker {
                         id,
                         shared,
@@ -170,6 +177,8 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                         uring: driver == Driver::IoUring,
                         conns: Cell::new(0),
                         next_id: Cell::new(0),
+                        metrics,
+                        drain: DrainSignal::default(),
                     });
                     accept_loop(w, listener).await;
                 });
@@ -196,6 +205,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             sweep_w.pool.sweep(Duration::from_secs(60));
+            sweep_w.metrics.set_pool_idle(sweep_w.pool.idle_counts());
             if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
                 break;
             }
@@ -229,7 +239,9 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
             }
         }
     }
+    // Refuse new connections from now on, and close idle keep-alive connections at once.
     drop(listener);
+    w.drain.fire();
     // Let in-flight connections finish (the drain deadline is enforced by the process).
     while w.conns.get() > 0 {
         monoio::time::sleep(Duration::from_millis(20)).await;
