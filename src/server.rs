@@ -34,6 +34,14 @@ impl Server {
         let front: SocketAddr = listen.addr.parse().map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("listen.addr: {e}"))
         })?;
+        if let Some(var) = listen.admin_token_env.as_deref() {
+            if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+                tracing::warn!(
+                    env = var,
+                    "admin token variable is not set: the admin API is locked"
+                );
+            }
+        }
         for u in &config.upstreams {
             if let Some(a) = &u.auth {
                 if let Some(var) = a.env.as_deref() {

@@ -66,6 +66,7 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.metrics.set_connections(w.conns.get());
     let _guard = ConnGuard(w.clone());
     let t = &w.shared.tuning;
+    super::sys::set_cloexec(stream.as_raw_fd());
     if t.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
@@ -299,6 +300,9 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                                     msg_len: pos,
                                 };
                             }
+                            // The payload is copied out: drop its wire bytes so the read buffer
+                            // holds only the head and one read, whatever the chunk overhead.
+                            pos = compact_after_head(&mut c.buf, head_len, pos);
                         }
                         Err(e) => {
                             return ReadResult::Refuse(ErrorReply::new(
@@ -365,5 +369,31 @@ pub async fn client_gone(watch: Option<&TcpStream>) {
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// Removes `buf[head_len..pos]` (decoded wire bytes) keeping the head and what follows `pos`;
+/// returns the new position (`head_len`).
+fn compact_after_head(buf: &mut BytesMut, head_len: usize, pos: usize) -> usize {
+    if pos > head_len {
+        let len = buf.len();
+        buf.copy_within(pos..len, head_len);
+        buf.truncate(head_len + (len - pos));
+    }
+    head_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_head_and_tail() {
+        let mut b = BytesMut::from(&b"HEAD|chunks-consumed|tail"[..]);
+        let pos = compact_after_head(&mut b, 5, 20);
+        assert_eq!(pos, 5);
+        assert_eq!(&b[..], b"HEAD|tail");
+        let pos = compact_after_head(&mut b, 5, 5);
+        assert_eq!((pos, &b[..]), (5, &b"HEAD|tail"[..]));
     }
 }

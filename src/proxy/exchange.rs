@@ -40,6 +40,9 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     let client_keep_alive = c.head.keep_alive();
     let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
     drop(snap_rc);
+    if !super::front_auth::allowed(&snap, c) {
+        return super::front_auth::refuse(w, c, client_keep_alive).await;
+    }
 
     // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
     let buf = &c.buf[..];

@@ -5,6 +5,7 @@ mod conn;
 mod drain;
 mod exchange;
 mod forward;
+mod front_auth;
 pub mod pool;
 pub mod port;
 mod sys;

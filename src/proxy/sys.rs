@@ -122,3 +122,13 @@ pub fn allowed_cpus() -> Vec<usize> {
             .collect()
     }
 }
+
+/// Marks `fd` close-on-exec. io_uring accepts do not, and a child process (a hook, a test
+/// harness, `sh -c`) would otherwise inherit client sockets and keep them open after we close
+/// ours: the client would never see EOF.
+pub fn set_cloexec(fd: RawFd) {
+    // SAFETY: `fd` is an open descriptor owned by the caller; F_SETFD only changes its flags.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
