@@ -432,14 +432,10 @@ impl Control {
             }
         };
         let url = cfg.parsed_url.as_ref().expect("fetchable has a url");
-        if url.scheme == crate::config::Scheme::Https {
-            tracing::warn!(upstream = %cfg.name, "models fetch over https is not supported by the control client yet");
-            return;
-        }
         let addrs = self.resolve(&cfg);
         let path = format!("{}/models", url.base_path);
         let timeout = Duration::from_millis(cfg.probe_timeout_ms).max(MIN_FETCH_TIMEOUT);
-        match client::get(&addrs, &url.authority, &path, &auth_headers(&cfg), timeout) {
+        match client::get_upstream(&cfg, &addrs, &path, timeout) {
             Ok(r) if (200..300).contains(&r.status) => match models::parse_model_ids(&r.body) {
                 Ok(ids) => {
                     tracing::debug!(upstream = %cfg.name, models = ids.len(), "model list fetched");

@@ -6,6 +6,7 @@ mod exchange;
 mod forward;
 pub mod pool;
 pub mod port;
+mod stream;
 mod sys;
 pub mod worker;
 
