@@ -52,9 +52,7 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
                 ));
             }
         }
-        builder
-            .with_root_certificates(roots)
-            .with_no_client_auth()
+        builder.with_root_certificates(roots).with_no_client_auth()
     };
     cfg.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(Arc::new(cfg))
@@ -63,8 +61,8 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
 /// The front door's server config from a PEM certificate chain and a PEM private key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let chain = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?
@@ -137,9 +135,9 @@ impl FrontDoor {
                 self.server.store(Some(cfg));
                 Ok(true)
             }
-            (true, None) => {
-                Err("listen.tls_cert was removed: turning front-door TLS off needs a restart".into())
-            }
+            (true, None) => Err(
+                "listen.tls_cert was removed: turning front-door TLS off needs a restart".into(),
+            ),
             (false, Some(_)) => {
                 Err("listen.tls_cert was added: turning front-door TLS on needs a restart".into())
             }

@@ -4,6 +4,7 @@
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
+use super::stream::UpstreamStream;
 use super::worker::Worker;
 use crate::config::UpstreamConfig;
 use crate::http::response::ResponseHead;
@@ -14,7 +15,6 @@ use crate::routing::{
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use super::stream::UpstreamStream;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;

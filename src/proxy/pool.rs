@@ -192,7 +192,10 @@ pub async fn connect(
         )),
         Ok(Err(e)) => {
             let e = io::Error::from(e);
-            Err(io::Error::new(e.kind(), format!("TLS handshake failed: {e}")))
+            Err(io::Error::new(
+                e.kind(),
+                format!("TLS handshake failed: {e}"),
+            ))
         }
         Ok(Ok(s)) => Ok(UpstreamStream::Tls(Box::new(s), fd)),
     }
