@@ -75,7 +75,7 @@ pub fn get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    get_over(addrs, authority, path, headers, timeout, None)
+    exchange("GET", addrs, authority, path, headers, None, timeout, None)
 }
 
 /// `GET path` on upstream `u` (at one of `addrs`) with its `Host`, its credential and, for an
@@ -95,7 +95,16 @@ pub fn get_upstream(
         None
     };
     let headers = super::auth_headers(u);
-    get_over(addrs, &url.authority, path, &headers, timeout, tls)
+    exchange(
+        "GET",
+        addrs,
+        &url.authority,
+        path,
+        &headers,
+        None,
+        timeout,
+        tls,
+    )
 }
 
 /// Control-side TLS client configs, shared by every probe and fetch so sessions resume. Keyed
@@ -121,11 +130,34 @@ fn tls_config(u: &UpstreamConfig) -> Result<Arc<ClientConfig>, String> {
     Ok(c)
 }
 
-fn get_over(
+/// `POST path` with a JSON body (the wake hook).
+pub fn post_json(
+    addrs: &[SocketAddr],
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    exchange(
+        "POST",
+        addrs,
+        authority,
+        path,
+        &[],
+        Some(body),
+        timeout,
+        None,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exchange(
+    method: &str,
     addrs: &[SocketAddr],
     authority: &str,
     path: &str,
     headers: &[(String, String)],
+    body: Option<&[u8]>,
     timeout: Duration,
     tls: Option<(ServerName<'static>, Arc<ClientConfig>)>,
 ) -> Result<Response, ClientError> {
@@ -148,7 +180,7 @@ fn get_over(
     };
     let mut w = Wire::new(stream, deadline);
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"
     );
     for (n, v) in headers {
         req.push_str(n);
@@ -156,8 +188,18 @@ fn get_over(
         req.push_str(v);
         req.push_str("\r\n");
     }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            b.len()
+        ));
+    }
     req.push_str("\r\n");
-    w.write_all(req.as_bytes())?;
+    let mut req = req.into_bytes();
+    if let Some(b) = body {
+        req.extend_from_slice(b);
+    }
+    w.write_all(&req)?;
     loop {
         let head = w.read_head()?.ok_or(ClientError::Failed(
             "connection closed before a response".into(),
