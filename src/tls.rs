@@ -97,13 +97,10 @@ pub struct FrontDoor {
 }
 
 impl FrontDoor {
-    /// Loads `[listen] tls_cert`/`tls_key` (both or neither).
-    pub fn load(cert: Option<&Path>, key: Option<&Path>) -> Result<FrontDoor, String> {
-        let fd = FrontDoor::default();
-        if let Some(cfg) = Self::build(cert, key)? {
-            fd.server.store(Some(cfg));
-        }
-        Ok(fd)
+    /// Loads `[listen] tls_cert`/`tls_key` at start (both or neither; neither = plain HTTP).
+    pub fn install(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), String> {
+        self.server.store(Self::build(cert, key)?);
+        Ok(())
     }
 
     fn build(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<Arc<ServerConfig>>, String> {
@@ -125,23 +122,24 @@ impl FrontDoor {
     }
 
     /// Re-reads the certificate and key (the files may have been replaced under the same
-    /// paths). An error leaves the running config in place. Turning TLS on or off needs a
-    /// restart: that change is refused here.
-    pub fn reload(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<bool, String> {
+    /// paths). An unreadable or mismatched pair is an error and the running config stays.
+    /// Turning TLS on or off needs a restart: such a change is logged and otherwise ignored.
+    pub fn reload(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), String> {
         let next = Self::build(cert, key)?;
         match (self.enabled(), next) {
-            (false, None) => Ok(false),
             (true, Some(cfg)) => {
                 self.server.store(Some(cfg));
-                Ok(true)
+                tracing::info!("front-door TLS certificate reloaded");
             }
-            (true, None) => Err(
-                "listen.tls_cert was removed: turning front-door TLS off needs a restart".into(),
+            (false, None) => {}
+            (true, None) => tracing::warn!(
+                "listen.tls_cert was removed: the front door keeps TLS until a restart"
             ),
-            (false, Some(_)) => {
-                Err("listen.tls_cert was added: turning front-door TLS on needs a restart".into())
-            }
+            (false, Some(_)) => tracing::warn!(
+                "listen.tls_cert was added: the front door stays plain HTTP until a restart"
+            ),
         }
+        Ok(())
     }
 }
 

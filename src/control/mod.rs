@@ -113,6 +113,8 @@ pub struct Control {
     metrics: RwLock<Option<MetricsHook>>,
     explainer: RwLock<Option<RouteExplainer>>,
     sighup: AtomicBool,
+    /// The front door's TLS certificate, refreshed by every reload.
+    front_tls: crate::tls::FrontDoor,
     /// Held requests wait for the next publication here.
     published: admission::PublishWaiters,
     /// Upstreams whose wake hook fired, and when (debounce).
@@ -189,6 +191,7 @@ impl Control {
             metrics: RwLock::new(None),
             explainer: RwLock::new(None),
             sighup: AtomicBool::new(false),
+            front_tls: crate::tls::FrontDoor::default(),
             published: admission::PublishWaiters::default(),
             wakes: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
@@ -553,6 +556,11 @@ impl Control {
             .spawn(move || supervise(me))
     }
 
+    /// The front door's TLS state (certificate and key, swapped on reload).
+    pub fn front_door(&self) -> &crate::tls::FrontDoor {
+        &self.front_tls
+    }
+
     /// Installs the `SIGHUP` handler; the supervisor thread then reloads on every `SIGHUP`.
     pub fn handle_sighup(&self) -> std::io::Result<()> {
         signal::install_sighup()?;
@@ -580,6 +588,12 @@ impl Control {
             ));
         };
         let cfg = Config::load(&path, old.tuning_source.as_deref())?;
+        self.front_tls
+            .reload(
+                cfg.listen.tls_cert.as_deref(),
+                cfg.listen.tls_key.as_deref(),
+            )
+            .map_err(|e| ConfigError::single("listen.tls_cert", e))?;
         Ok(self.apply_config(cfg))
     }
 
