@@ -203,7 +203,8 @@ fn cold_prefetch_is_single_flighted() {
     assert_eq!(
         remote.stats().models_requests - before,
         1,
-        "exactly one /v1/models fetch for 100 concurrent cold requests"
+        "exactly one /v1/models fetch for 100 concurrent cold requests: {:?} {crumbs:?}",
+        remote.stats()
     );
     assert!(crumbs.iter().any(|c| c == "prefetched:cloud"), "{crumbs:?}");
     assert!(crumbs

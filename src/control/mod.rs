@@ -496,6 +496,21 @@ impl Control {
         if !self.flights.join(key, ticket) {
             return;
         }
+        // An on-demand fetch whose upstream turned warm between the caller's check and this
+        // join (a flight finished in between: it published before it finished) is not needed.
+        if ticket.is_some() {
+            let warm = self
+                .state
+                .lock()
+                .live
+                .upstreams
+                .get(key)
+                .is_some_and(|l| l.models.is_warm());
+            if warm {
+                self.flights.finish(key);
+                return;
+            }
+        }
         let me = self.arc();
         let k = key.to_string();
         let spawned = std::thread::Builder::new()
