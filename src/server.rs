@@ -55,6 +55,14 @@ impl Server {
             }
         }
         let control = Control::with_config(config);
+        let tls_cert = listen.tls_cert.as_deref();
+        control
+            .front_door()
+            .install(tls_cert, listen.tls_key.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(cert) = tls_cert {
+            tracing::info!(cert = %cert.display(), "front door speaks TLS (http/1.1)");
+        }
         control.set_route_explainer(Box::new(|snap, model, path| {
             let facts =
                 RequestFacts::new("POST", path).with_model(Some(model).filter(|m| !m.is_empty()));

@@ -4,6 +4,7 @@
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
+use super::stream::UpstreamStream;
 use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
@@ -16,9 +17,7 @@ use crate::routing::{
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -262,7 +261,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         client_keep_alive,
         client_http10: c.head.version() == crate::http::Version::Http10,
         head_request: c.head.method() == crate::http::Method::Head,
-        addr,
+        addr: pool::Target::new(&w.pool, &snap, entry, addr),
     };
     let mut inflight = counters.map(|cn| cn.request());
     if decision.stream {
@@ -304,7 +303,7 @@ pub struct RelayCtx {
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub head_request: bool,
-    pub addr: SocketAddr,
+    pub addr: pool::Target,
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
@@ -439,12 +438,12 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         attempt += 1;
         let (up, reused) = match w
             .pool
-            .checkout(ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
+            .checkout(&ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
         {
             Some(s) => (s, true),
             None => {
                 match pool::connect(
-                    ctx.addr,
+                    &ctx.addr,
                     Duration::from_millis(cfg.connect_ms),
                     w.uring,
                     w.shared.tuning.tcp_nodelay,
@@ -539,7 +538,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     }
     if done {
         if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
-            w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+            w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
         }
         c.relay = Some(rbuf);
         return if close_client || client_dead {
@@ -625,7 +624,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
         if done {
             if upstream_keep_alive && take == n {
-                w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+                w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
             }
             c.relay = Some(rbuf);
             return if close_client || client_dead {
@@ -699,13 +698,13 @@ async fn send_and_wait_head(
     w: &Rc<Worker>,
     c: &mut ClientConn,
     ctx: &RelayCtx,
-    mut up: TcpStream,
+    mut up: UpstreamStream,
     reused: bool,
     out: Vec<u8>,
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
-) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
+) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = &ctx.cfg;
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {

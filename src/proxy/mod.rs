@@ -8,6 +8,7 @@ mod forward;
 mod front_auth;
 pub mod pool;
 pub mod port;
+mod stream;
 mod sys;
 pub mod worker;
 
