@@ -619,21 +619,20 @@ fn sighup_reloads() {
 }
 
 #[test]
-fn control_port_for_workers() {
-    use slotgate::proxy::ControlPort;
+fn worker_side_calls() {
     let be = Backend::start(&["r1"]);
     let c = Control::with_config(config(&upstream("or", "remote", &be.url(), "")));
-    let port: Arc<dyn ControlPort> = c.clone();
-    port.inflight("OR", 1);
-    port.inflight("or", 1);
-    port.inflight("or", -1);
-    port.inflight("ghost", 1); // unknown names are ignored
-    let n = c.counters("or").unwrap();
+    let n = c.counters("OR").unwrap();
+    let g1 = n.request();
+    let g2 = c.counters("or").unwrap().request();
+    drop(g2);
+    assert!(c.counters("ghost").is_none());
     assert_eq!((n.requests(), n.total()), (1, 2));
+    drop(g1);
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
         .unwrap();
-    rt.block_on(port.fetch_models(vec!["or".into()], Duration::from_secs(5)));
+    rt.block_on(c.fetch_models(&["or".to_string()], Duration::from_secs(5)));
     assert_eq!(models_of(&c.snapshot(), "or"), ["r1"]);
 }

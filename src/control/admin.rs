@@ -393,6 +393,16 @@ fn upstreams_json(control: &Control) -> Value {
                     "streams": c.as_ref().map_or(0, |c| c.streams()),
                     "total": c.as_ref().map_or(0, |c| c.total()),
                 },
+                "queue": {
+                    "max_inflight": u.cfg.max_inflight,
+                    "max_queue": u.cfg.max_queue,
+                    "admitted": c.as_ref().map_or(0, |c| c.gate.inflight()),
+                    "waiting": c.as_ref().map_or(0, |c| c.gate.waiting()),
+                    "refused": c.as_ref().map_or(0, |c| c.gate.refused.load(std::sync::atomic::Ordering::Relaxed)),
+                    "max_wait_ms": c.as_ref().map_or(0, |c| c.gate.max_wait_us.load(std::sync::atomic::Ordering::Relaxed) / 1000),
+                },
+                "on_loading": match u.cfg.on_loading { crate::config::OnLoading::Hold => "hold", crate::config::OnLoading::Reject => "reject" },
+                "held": c.as_ref().map_or(0, |c| c.held()),
                 "addrs": l.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             })
         })

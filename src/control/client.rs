@@ -66,12 +66,35 @@ pub fn get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, ClientError> {
+    exchange("GET", addrs, authority, path, headers, None, timeout)
+}
+
+/// `POST path` with a JSON body (the wake hook).
+pub fn post_json(
+    addrs: &[SocketAddr],
+    authority: &str,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    exchange("POST", addrs, authority, path, &[], Some(body), timeout)
+}
+
+fn exchange(
+    method: &str,
+    addrs: &[SocketAddr],
+    authority: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
     let stream = connect(addrs, deadline)?;
     let _ = stream.set_nodelay(true);
     let mut w = Wire::new(stream, deadline);
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"
     );
     for (n, v) in headers {
         req.push_str(n);
@@ -79,8 +102,18 @@ pub fn get(
         req.push_str(v);
         req.push_str("\r\n");
     }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            b.len()
+        ));
+    }
     req.push_str("\r\n");
-    w.write_all(req.as_bytes())?;
+    let mut req = req.into_bytes();
+    if let Some(b) = body {
+        req.extend_from_slice(b);
+    }
+    w.write_all(&req)?;
     loop {
         let head = w.read_head()?.ok_or(ClientError::Failed(
             "connection closed before a response".into(),

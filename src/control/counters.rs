@@ -1,6 +1,7 @@
 //! Per-upstream in-flight accounting (DESIGN.md §3 "counts as serving"): lock-free atomics that
 //! workers bump on the request path and the admin API reads.
 
+use super::admission::Gate;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -9,11 +10,36 @@ use std::sync::Arc;
 /// Workers look the `Arc` up once per request ([`super::Control::counters`]) and hold a guard for
 /// the request's life; the same `Arc` survives reloads while the upstream's name stays, so a
 /// request that started before a reload still decrements what it incremented.
-#[derive(Debug, Default)]
 pub struct UpstreamCounters {
     requests: AtomicU64,
     streams: AtomicU64,
     total: AtomicU64,
+    held: AtomicU64,
+    /// The upstream's concurrency budget (`max_inflight`, `max_queue`; 0 = unlimited).
+    pub gate: Arc<Gate>,
+}
+
+impl Default for UpstreamCounters {
+    fn default() -> Self {
+        UpstreamCounters {
+            requests: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            gate: Gate::new(0, 0),
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCounters")
+            .field("requests", &self.requests())
+            .field("streams", &self.streams())
+            .field("held", &self.held())
+            .field("queued", &self.gate.waiting())
+            .finish()
+    }
 }
 
 impl UpstreamCounters {
@@ -25,6 +51,19 @@ impl UpstreamCounters {
             counters: self.clone(),
             stream: false,
         }
+    }
+
+    /// Counts one request held while the upstream loads, until the guard drops.
+    pub fn hold(self: &Arc<Self>) -> HeldGuard {
+        self.held.fetch_add(1, Ordering::Relaxed);
+        HeldGuard {
+            counters: self.clone(),
+        }
+    }
+
+    /// Requests held (`on_loading = "hold"`) now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Requests in flight now.
@@ -85,5 +124,17 @@ mod tests {
         assert_eq!((c.requests(), c.streams()), (1, 0));
         drop(g1);
         assert_eq!((c.requests(), c.total()), (0, 2));
+    }
+}
+
+/// Keeps one held request counted.
+#[derive(Debug)]
+pub struct HeldGuard {
+    counters: Arc<UpstreamCounters>,
+}
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        self.counters.held.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -20,6 +20,7 @@
 //! per-worker [`CatalogMemo`] (or [`models_list_json`]) and [`model_json`].
 
 pub mod admin;
+pub mod admission;
 pub mod catalog;
 pub mod client;
 pub mod counters;
@@ -112,6 +113,10 @@ pub struct Control {
     metrics: RwLock<Option<MetricsHook>>,
     explainer: RwLock<Option<RouteExplainer>>,
     sighup: AtomicBool,
+    /// Held requests wait for the next publication here.
+    published: admission::PublishWaiters,
+    /// Upstreams whose wake hook fired, and when (debounce).
+    wakes: Mutex<HashMap<String, Instant>>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
     me: Weak<Control>,
@@ -184,10 +189,13 @@ impl Control {
             metrics: RwLock::new(None),
             explainer: RwLock::new(None),
             sighup: AtomicBool::new(false),
+            published: admission::PublishWaiters::default(),
+            wakes: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             me: me.clone(),
         });
+        c.apply_limits(&c.config());
         c.publish_locked(&mut c.state.lock());
         c
     }
@@ -224,6 +232,83 @@ impl Control {
         st.epoch += 1;
         let snap = Snapshot::build(st.config.clone(), &st.live, st.epoch);
         self.cell.publish(snap);
+        self.published.notify();
+    }
+
+    /// Resolves at the next snapshot publication: what a held request waits on.
+    pub fn next_publish(&self) -> futures_channel::oneshot::Receiver<()> {
+        self.published.next()
+    }
+
+    /// Fires `name`'s wake hook (a POST of `{"slot", "model", "reason": "request"}` to its
+    /// `wake_url`) unless one fired in the last `debounce`; the POST runs on its own thread.
+    pub fn wake(&self, name: &str, model: Option<&str>, debounce: Duration) {
+        let Some(cfg) = upstream_cfg(&self.config(), name).cloned() else {
+            return;
+        };
+        let Some(url) = cfg
+            .wake_url
+            .as_deref()
+            .and_then(|u| crate::config::UpstreamUrl::parse(u).ok())
+        else {
+            return;
+        };
+        {
+            let mut w = self.wakes.lock();
+            let now = Instant::now();
+            if w.get(&key(name))
+                .is_some_and(|t| now.duration_since(*t) < debounce)
+            {
+                return;
+            }
+            w.insert(key(name), now);
+        }
+        let body =
+            serde_json::json!({"slot": cfg.name, "model": model, "reason": "request"}).to_string();
+        let timeout = Duration::from_millis(cfg.connect_ms.max(cfg.probe_timeout_ms));
+        let spawned = std::thread::Builder::new()
+            .name("slotgate-wake".into())
+            .spawn(move || {
+                let addrs: Vec<SocketAddr> = match url.literal_addr() {
+                    Some(a) => vec![a],
+                    None => (url.host.as_str(), url.port)
+                        .to_socket_addrs()
+                        .map(|a| a.collect())
+                        .unwrap_or_default(),
+                };
+                let path = if url.base_path.is_empty() {
+                    "/"
+                } else {
+                    url.base_path.as_str()
+                };
+                match client::post_json(&addrs, &url.authority, path, body.as_bytes(), timeout) {
+                    Ok(r) => {
+                        tracing::info!(upstream = %cfg.name, status = r.status, "wake hook called")
+                    }
+                    Err(e) => tracing::warn!(upstream = %cfg.name, error = %e, "wake hook failed"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot spawn the wake hook thread");
+        }
+    }
+
+    /// Forgets a pending wake of `name` (it became ready), so the next outage wakes again.
+    pub fn clear_wake(&self, name: &str) {
+        let mut w = self.wakes.lock();
+        if !w.is_empty() {
+            w.remove(&key(name));
+        }
+    }
+
+    /// Sets every upstream's concurrency budget from `cfg`.
+    fn apply_limits(&self, cfg: &Config) {
+        let m = self.counters.load();
+        for u in &cfg.upstreams {
+            if let Some(c) = m.get(&key(&u.name)) {
+                c.gate.set_limits(u.max_inflight, u.max_queue);
+            }
+        }
     }
 
     /// Applies `f` to `name`'s live state if the upstream still exists with identity `ident`
@@ -408,6 +493,21 @@ impl Control {
         if !self.flights.join(key, ticket) {
             return;
         }
+        // An on-demand fetch whose upstream turned warm between the caller's check and this
+        // join (a flight finished in between: it published before it finished) is not needed.
+        if ticket.is_some() {
+            let warm = self
+                .state
+                .lock()
+                .live
+                .upstreams
+                .get(key)
+                .is_some_and(|l| l.models.is_warm());
+            if warm {
+                self.flights.finish(key);
+                return;
+            }
+        }
         let me = self.arc();
         let k = key.to_string();
         let spawned = std::thread::Builder::new()
@@ -516,6 +616,7 @@ impl Control {
             counters.entry(key(&u.name)).or_default();
         }
         self.counters.store(Arc::new(counters.clone()));
+        self.apply_limits(&cfg);
         let epoch = {
             let mut st = self.state.lock();
             let old = st.config.clone();

@@ -133,6 +133,17 @@ impl Prober {
                     continue;
                 };
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
+                if passing && fetchable(cfg) {
+                    // Coming up with a cold cache: fetch the model list before publishing the
+                    // upstream as ready, so no request sees it ready yet unaware of its models.
+                    let cold_turning_up = ctl.snapshot().by_name(&cfg.name).is_some_and(|u| {
+                        u.live.probe != ProbeStatus::Passing && !u.live.models.is_warm()
+                    });
+                    if cold_turning_up {
+                        ctl.fetch_models(std::slice::from_ref(&cfg.name), ms(cfg.probe_timeout_ms))
+                            .wait();
+                    }
+                }
                 let Some(prev) = ctl.record_probe(&cfg.name, &self.ident, passing) else {
                     return; // removed by a reload
                 };

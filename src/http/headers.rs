@@ -63,6 +63,18 @@ impl HeaderSpan {
     }
 }
 
+/// The values of every header in `headers` named `name` (case-insensitive), in order.
+pub fn values<'a, 'b: 'a>(
+    headers: &'a [HeaderSpan],
+    buf: &'b [u8],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'b [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |h| name_eq(h.name(buf), name))
+        .map(move |h| h.value(buf))
+}
+
 /// Case-insensitive header name comparison (names are ASCII tokens).
 #[inline]
 pub fn name_eq(a: &[u8], b: &[u8]) -> bool {

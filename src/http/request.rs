@@ -7,7 +7,7 @@
 use std::mem::MaybeUninit;
 
 use super::error::ErrorCode;
-use super::headers::{has_bare_lf, name_eq, BodyFraming, FramingFacts, HeaderSpan, Span};
+use super::headers::{has_bare_lf, name_eq, values, BodyFraming, FramingFacts, HeaderSpan, Span};
 use crate::config::Tuning;
 
 /// Upper bound on the headers array handed to httparse (config validation caps `max_headers`
@@ -416,10 +416,7 @@ impl RequestHead {
 
     /// The value of the first header named `name` (case-insensitive).
     pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| name_eq(h.name(buf), name))
-            .map(|h| h.value(buf))
+        values(&self.headers, buf, name).next()
     }
 
     /// The values of every header named `name` (case-insensitive).
@@ -428,10 +425,7 @@ impl RequestHead {
         buf: &'b [u8],
         name: &'a [u8],
     ) -> impl Iterator<Item = &'b [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |h| name_eq(h.name(buf), name))
-            .map(move |h| h.value(buf))
+        values(&self.headers, buf, name)
     }
 
     /// How the body is delimited (`Length(0)` is reported as `None`).

@@ -5,7 +5,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::headers::{has_bare_lf, name_eq, BodyFraming, FramingFacts, HeaderSpan, Span};
+use super::headers::{has_bare_lf, values, BodyFraming, FramingFacts, HeaderSpan, Span};
 use super::request::{Status, Version};
 
 /// Most headers accepted in one upstream response head.
@@ -187,10 +187,7 @@ impl ResponseHead {
 
     /// The value of the first header named `name` (case-insensitive).
     pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| name_eq(h.name(buf), name))
-            .map(|h| h.value(buf))
+        values(&self.headers, buf, name).next()
     }
 
     /// How the body is delimited.

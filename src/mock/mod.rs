@@ -262,3 +262,67 @@ fn run_on_this_thread(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mock: MockArgs,
+    }
+
+    #[test]
+    fn args_convert_to_config() {
+        let cli = Cli::try_parse_from([
+            "mock",
+            "--port",
+            "0",
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--tokens",
+            "5",
+            "--tokens-per-sec",
+            "12.5",
+            "--ttft-ms",
+            "7",
+            "--load-ms",
+            "9",
+            "--fail-after",
+            "3",
+            "--status",
+            "503",
+            "--response-bytes",
+            "4096",
+        ])
+        .unwrap();
+        let c = MockConfig::from(cli.mock);
+        assert_eq!(c.port, 0);
+        assert_eq!(c.models, vec!["a", "b"]);
+        assert_eq!(
+            (c.tokens, c.tokens_per_sec, c.ttft_ms, c.load_ms),
+            (5, 12.5, 7, 9)
+        );
+        assert_eq!(
+            (c.fail_after, c.status, c.response_bytes),
+            (Some(3), 503, Some(4096))
+        );
+        let d = MockConfig::from(Cli::try_parse_from(["mock"]).unwrap().mock);
+        assert_eq!(d.models, vec!["mock"]);
+        assert_eq!(d.port, 8100);
+    }
+
+    #[test]
+    fn second_bind_on_a_taken_port_fails() {
+        let a = spawn(MockConfig::default()).unwrap();
+        let err = spawn(MockConfig {
+            port: a.addr().port(),
+            ..MockConfig::default()
+        });
+        assert!(err.is_err());
+    }
+}

@@ -309,20 +309,15 @@ impl Conn {
         }
     }
 
+    /// Serves requests until either side ends the connection (dropping `self` closes it).
     async fn run(mut self, srv: &Server) {
-        loop {
-            match self.one(srv).await {
-                Ok(true) => {}
-                Ok(false) | Err(End::Close) => return,
-                Err(End::Peer) => return,
-            }
-        }
+        while let Ok(true) = self.one(srv).await {}
     }
 
     /// Serves one request; `Ok(true)` when the connection stays open.
     async fn one(&mut self, srv: &Server) -> Result<bool, End> {
         let head_len = self.read_head(srv).await?;
-        let (body_at, consumed) = self.read_body(head_len).await?;
+        let (body_at, consumed) = self.read_body(srv, head_len).await?;
         let keep = self.dispatch(srv, body_at).await?;
         let n = consumed.min(self.reader.buf.len());
         self.reader.buf.drain(..n);
@@ -359,7 +354,7 @@ impl Conn {
     }
 
     /// Reads the body; returns where it is and how many buffer bytes the request used.
-    async fn read_body(&mut self, head_len: usize) -> Result<(BodyAt, usize), End> {
+    async fn read_body(&mut self, srv: &Server, head_len: usize) -> Result<(BodyAt, usize), End> {
         let expect = self.head.expect_continue() && self.reader.buf.len() == head_len;
         match self.head.framing() {
             BodyFraming::None | BodyFraming::Close => {
@@ -375,7 +370,7 @@ impl Conn {
                 let end = head_len + n as usize;
                 while self.reader.buf.len() < end {
                     if let Ok(0) | Err(_) = self.reader.read_more().await {
-                        return Err(End::Peer);
+                        return Err(self.peer_gone(srv));
                     }
                 }
                 Ok((BodyAt::Buf(head_len, end), end))
@@ -404,7 +399,7 @@ impl Conn {
                         return Err(self.fail(ErrorCode::BodyTooLarge, "body too large").await);
                     }
                     if let Ok(0) | Err(_) = self.reader.read_more().await {
-                        return Err(End::Peer);
+                        return Err(self.peer_gone(srv));
                     }
                 }
             }
@@ -523,11 +518,11 @@ impl Conn {
         let parsed = serde_json::from_slice::<ApiBody>(body);
         let header_id = self.head.request_id(&self.reader.buf);
         let id = match (&parsed, header_id) {
-            (_, Some(h)) => String::from_utf8_lossy(h).into_owned(),
-            (Ok(ApiBody { user: Some(u), .. }), None) => u.to_string(),
-            _ => String::new(),
+            (_, Some(h)) => std::str::from_utf8(h).unwrap_or(""),
+            (Ok(ApiBody { user: Some(u), .. }), None) => u.as_ref(),
+            _ => "",
         };
-        srv.stats.completion_arrived(&id);
+        srv.stats.completion_arrived(id);
         let (stream, tokens) = match &parsed {
             Ok(req) => {
                 model.extend_from_slice(

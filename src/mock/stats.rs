@@ -68,10 +68,15 @@ impl Stats {
             return;
         }
         let mut ring = self.order.lock();
-        if ring.len() == self.order_cap {
-            ring.pop_front();
-        }
-        ring.push_back(id.to_string());
+        // Reuse the evicted entry's allocation once the ring is full.
+        let mut slot = if ring.len() == self.order_cap {
+            ring.pop_front().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        slot.clear();
+        slot.push_str(id);
+        ring.push_back(slot);
     }
 
     /// Marks one completion in flight until the guard drops.

@@ -35,8 +35,6 @@ pub struct ClientConn {
     pub relay: Option<Vec<u8>>,
     /// The parsed head of the current request (reused allocation).
     pub head: RequestHead,
-    /// Peer address.
-    pub peer: SocketAddr,
 }
 
 struct ConnGuard(Rc<Worker>);
@@ -70,8 +68,8 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         buf: BytesMut::with_capacity(t.read_buffer_bytes),
         relay: None,
         head: RequestHead::new(),
-        peer,
     };
+    tracing::trace!(%peer, worker = w.id, "connection accepted");
     if w.conns.get() > t.max_connections {
         let reply = ErrorReply::new(
             ErrorCode::Overloaded,
@@ -209,15 +207,8 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                 return too_large();
             }
             let end = head_len + n as usize;
-            if c.buf.len() < end && c.head.expect_continue() {
-                if c.stream
-                    .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-                    .await
-                    .0
-                    .is_err()
-                {
-                    return ReadResult::Closed;
-                }
+            if c.buf.len() < end && !send_continue(c).await {
+                return ReadResult::Closed;
             }
             while c.buf.len() < end {
                 let want = (end - c.buf.len()).max(min_free);
@@ -239,15 +230,8 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
             }
         }
         BodyFraming::Chunked => {
-            if c.buf.len() == head_len && c.head.expect_continue() {
-                if c.stream
-                    .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
-                    .await
-                    .0
-                    .is_err()
-                {
-                    return ReadResult::Closed;
-                }
+            if c.buf.len() == head_len && !send_continue(c).await {
+                return ReadResult::Closed;
             }
             let mut dec = ChunkedDecoder::new();
             let mut body = Vec::new();
@@ -290,6 +274,19 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
             }
         }
     }
+}
+
+/// Answers `Expect: 100-continue` (when the client asked) before reading a body that has not
+/// arrived yet. False when the client is gone.
+async fn send_continue(c: &mut ClientConn) -> bool {
+    if !c.head.expect_continue() {
+        return true;
+    }
+    let (res, _) = c
+        .stream
+        .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
+        .await;
+    res.is_ok()
 }
 
 impl ClientConn {

@@ -5,12 +5,14 @@ use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
 use super::worker::Worker;
-use crate::config::UpstreamConfig;
+use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
+use crate::control::admission::{Priority, Refusal};
 use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
 use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{
-    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, Snapshot, Step, UpstreamEntry,
+    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot, Step,
+    UpstreamEntry,
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -32,6 +34,8 @@ pub enum Outcome {
 
 /// Handles the buffered request in `c` (head parsed into `c.head`, body located by `body`).
 pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
+    // The read-side watcher (a dup of the client fd) notices a client leaving while we wait.
+    c.watcher();
     let snap_rc = w.snap.get();
     let client_keep_alive = c.head.keep_alive();
     let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
@@ -98,34 +102,60 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         stream: bf.stream,
     };
 
-    // Dispatch: the pure steps first; only a needed fetch costs a future.
-    let decision: Decision = match dispatch(&snap, &rf, &FetchesDone::new()) {
-        Step::Decided(Ok(d)) => d,
-        Step::Decided(Err(e)) => {
-            return reply_error(c, &e.to_reply(), &request_id, client_keep_alive).await;
+    // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
+    // not ready. With `on_loading = "hold"` the request waits for a publication that makes it
+    // ready (re-dispatching each time: a loaded slot may now advertise the model).
+    let control = &w.shared.control;
+    let mut hold: Option<(Instant, Option<crate::control::counters::HeldGuard>)> = None;
+    let mut woke = false;
+    let decision: Decision = loop {
+        let decision = match decide(w, &mut snap, &rf).await {
+            Ok(d) => d,
+            Err(reply) => return reply_error(c, &reply, &request_id, client_keep_alive).await,
+        };
+        let entry = snap.upstream(decision.upstream);
+        let state = entry.state();
+        if state.is_ready() {
+            break decision;
         }
-        Step::Fetch(_) => {
-            let fetcher = super::port::ControlFetcher::new(w);
-            let routed = dispatch_async(&snap, &rf, &fetcher).await;
-            if let Some(s) = routed.snapshot {
-                snap = s;
+        if !woke && matches!(state, SlotState::Offline | SlotState::Error) {
+            woke = true;
+            let debounce = Duration::from_millis(entry.cfg.hold_timeout_ms.max(30_000));
+            control.wake(entry.name(), rf.model_id(), debounce);
+        }
+        let now = Instant::now();
+        let deadline = match &hold {
+            Some((d, _)) => *d,
+            None if entry.cfg.on_loading == OnLoading::Hold => {
+                let d = now + Duration::from_millis(entry.cfg.hold_timeout_ms);
+                let guard = control.counters(entry.name()).map(|c| c.hold());
+                hold = Some((d, guard));
+                d
             }
-            match routed.result {
-                Ok(d) => d,
-                Err(e) => {
-                    return reply_error(c, &e.to_reply(), &request_id, client_keep_alive).await
-                }
-            }
+            None => now,
+        };
+        if now >= deadline {
+            let reply = loading_reply(&snap, entry, rf.model_id());
+            return reply_error(c, &reply, &request_id, client_keep_alive).await;
+        }
+        // Register for the next publication first, then look again: no lost wake-up.
+        let next = control.next_publish();
+        let latest = control.cell().load();
+        if latest.epoch != snap.epoch {
+            snap = latest;
+            continue;
+        }
+        let woken = monoio::select! {
+            r = monoio::time::timeout_at(deadline.into(), next) => r.is_ok(),
+            _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
+        };
+        if woken {
+            snap = control.cell().load();
         }
     };
+    drop(hold);
     let entry = snap.upstream(decision.upstream);
-
-    // Readiness gate (DESIGN.md §3): nothing is forwarded to a target that is not ready.
-    let state = entry.state();
-    if !state.is_ready() {
-        let reply = loading_reply(&snap, entry, rf.model_id());
-        return reply_error(c, &reply, &request_id, client_keep_alive).await;
-    }
+    let counters = control.counters(entry.name());
     let Some(&addr) = entry.live.addrs.first() else {
         let reply = ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
@@ -133,6 +163,51 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         )
         .details(serde_json::json!({"upstream": entry.name()}));
         return reply_error(c, &reply, &request_id, client_keep_alive).await;
+    };
+
+    // Concurrency budget (DESIGN.md §3a): under the limit one CAS; over it a fair queue. A
+    // waiting request holds no upstream connection.
+    let _permit = match counters.as_ref().filter(|_| entry.cfg.max_inflight > 0) {
+        None => None,
+        Some(cn) => match cn.gate.try_enter() {
+            Some(p) => Some(p),
+            None => {
+                let prio = c
+                    .head
+                    .header(buf, snap.config.routing.priority_header.as_bytes())
+                    .map_or(Priority::Normal, Priority::parse);
+                let wait = Duration::from_millis(entry.cfg.queue_timeout_ms);
+                let res = monoio::select! {
+                    r = cn.gate.enter(prio, wait) => r,
+                    _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
+                };
+                match res {
+                    Ok(p) => Some(p),
+                    Err(why) => {
+                        let retry = entry.cfg.retry_after(&snap.config.routing);
+                        let reply = ErrorReply::new(
+                            ErrorCode::Busy,
+                            format!(
+                                "upstream '{}' is at its concurrency limit ({})",
+                                entry.name(),
+                                match why {
+                                    Refusal::QueueFull => "queue full",
+                                    Refusal::Timeout => "queue wait timed out",
+                                }
+                            ),
+                        )
+                        .details(serde_json::json!({
+                            "upstream": entry.name(),
+                            "max_inflight": entry.cfg.max_inflight,
+                            "max_queue": entry.cfg.max_queue,
+                            "queued": cn.gate.waiting(),
+                        }))
+                        .retry_after(retry);
+                        return reply_error(c, &reply, &request_id, client_keep_alive).await;
+                    }
+                }
+            }
+        },
     };
 
     // The outgoing request: head plus the body, byte for byte unless the model must change.
@@ -171,15 +246,34 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         head_request: c.head.method() == crate::http::Method::Head,
         addr,
     };
-    let ctx_stream = decision.stream;
-    drop(snap);
-    let mut inflight = super::port::enter(w, &ctx.upstream);
-    if ctx_stream {
+    let mut inflight = counters.map(|cn| cn.request());
+    if decision.stream {
         if let Some(g) = inflight.as_mut() {
             g.streaming();
         }
     }
+    drop(snap);
     relay(w, c, &ctx, out).await
+}
+
+/// Runs dispatch on `snap`, performing the fetches it asks for (which may move `snap` on to a
+/// fresher snapshot).
+async fn decide(
+    w: &Rc<Worker>,
+    snap: &mut Arc<Snapshot>,
+    rf: &RequestFacts<'_>,
+) -> Result<Decision, ErrorReply> {
+    match dispatch(snap, rf, &FetchesDone::new()) {
+        Step::Decided(r) => r.map_err(|e| e.to_reply()),
+        Step::Fetch(_) => {
+            let fetcher = super::port::ControlFetcher::new(w);
+            let routed = dispatch_async(snap, rf, &fetcher).await;
+            if let Some(s) = routed.snapshot {
+                *snap = s;
+            }
+            routed.result.map_err(|e| e.to_reply())
+        }
+    }
 }
 
 /// Per-exchange facts the relay needs once the snapshot is released.
@@ -314,8 +408,9 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         .unwrap_or_else(|| Vec::with_capacity(w.shared.tuning.read_buffer_bytes));
     rbuf.clear();
     let max_head = w.shared.tuning.max_header_bytes.max(16 * 1024);
-    // The read-side watcher is a separate socket in `c.watch`, borrowed while `c.stream` writes.
-    c.watcher();
+    // `cancel` watches the client's read side to close the upstream the moment it leaves;
+    // `drain` does not watch: the upstream finishes into the void and the connection is pooled.
+    let drain = cfg.on_client_abort == OnClientAbort::Drain;
 
     let mut attempt = 0;
     let (mut up, head, filled, mut rbuf) = loop {
@@ -392,7 +487,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
 
     let mut body = BodyState::new(framing, dechunk);
     let avail = &rbuf[head_len..filled];
-    let (take, done) = match body.feed(avail, &mut first) {
+    let (take, done) = match body.feed(avail, Some(&mut first)) {
         Ok(x) => x,
         Err(_) => {
             // Bad framing from upstream before anything was sent: a clean 502.
@@ -408,8 +503,9 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     let extra_after = take < avail.len();
     let (res, first) = c.stream.write_all(first).await;
     drop(first);
-    if res.is_err() {
-        // Client gone: cancel (the upstream connection is dropped, never pooled).
+    // Client gone: `cancel` drops the upstream connection (never pooled); `drain` reads on.
+    let mut client_dead = res.is_err();
+    if client_dead && !drain {
         c.relay = Some(rbuf);
         return Outcome::Close;
     }
@@ -418,7 +514,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
         }
         c.relay = Some(rbuf);
-        return if close_client {
+        return if close_client || client_dead {
             Outcome::Close
         } else {
             Outcome::KeepAlive
@@ -427,7 +523,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
 
     // Stream the rest: one reused buffer, bytes forwarded as they arrive.
     let idle = Duration::from_millis(cfg.idle_ms);
-    let mut gone = std::pin::pin!(client_gone(c.watch.as_ref()));
+    let mut gone = std::pin::pin!(client_gone(if drain { None } else { c.watch.as_ref() }));
     let mut scratch = Vec::new();
     loop {
         let mut wait = idle;
@@ -463,28 +559,33 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             Ok(n) => n,
         };
         scratch.clear();
-        let (take, done) = match body.feed(&rbuf[..n], &mut scratch) {
+        let (take, done) = match body.feed(&rbuf[..n], dechunk.then_some(&mut scratch)) {
             Ok(x) => x,
             Err(_) => return Outcome::Close,
         };
-        let res = if dechunk {
-            let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
-            scratch = s;
-            res
-        } else {
-            let (res, s) = c.stream.write_all(rbuf.slice(0..take)).await;
-            rbuf = s.into_inner();
-            res
-        };
-        if res.is_err() {
-            return Outcome::Close;
+        if !client_dead {
+            let res = if dechunk {
+                let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
+                scratch = s;
+                res
+            } else {
+                let (res, s) = c.stream.write_all(rbuf.slice(0..take)).await;
+                rbuf = s.into_inner();
+                res
+            };
+            if res.is_err() {
+                if !drain {
+                    return Outcome::Close;
+                }
+                client_dead = true;
+            }
         }
         if done {
             if upstream_keep_alive && take == n {
                 w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
             }
             c.relay = Some(rbuf);
-            return if close_client {
+            return if close_client || client_dead {
                 Outcome::Close
             } else {
                 Outcome::KeepAlive
@@ -515,34 +616,34 @@ impl BodyState {
     }
 
     /// Accounts for `input`; returns how many of its bytes belong to the body and whether the body
-    /// is complete. In pass-through those bytes are forwarded verbatim; when de-chunking for an
-    /// HTTP/1.0 client the payload is appended to `out` instead (otherwise `out` gets the bytes).
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), ()> {
-        match self.framing {
-            BodyFraming::None => Ok((0, true)),
+    /// is complete. Those bytes are appended to `out` when given (de-chunking for an HTTP/1.0
+    /// client appends only the payload); without `out` the caller forwards `input[..n]` itself.
+    fn feed(&mut self, input: &[u8], out: Option<&mut Vec<u8>>) -> Result<(usize, bool), ()> {
+        let (take, done) = match self.framing {
+            BodyFraming::None => (0, true),
             BodyFraming::Length(_) => {
                 let take = (self.remaining as usize).min(input.len());
                 self.remaining -= take as u64;
-                out.extend_from_slice(&input[..take]);
-                Ok((take, self.remaining == 0))
+                (take, self.remaining == 0)
             }
-            BodyFraming::Close => {
-                out.extend_from_slice(input);
-                Ok((input.len(), false))
+            BodyFraming::Close => (input.len(), false),
+            BodyFraming::Chunked if self.dechunk => {
+                let out = out.expect("de-chunking needs an output buffer");
+                let p = self
+                    .chunked
+                    .decode(input, |d| out.extend_from_slice(d))
+                    .map_err(|_| ())?;
+                return Ok((p.consumed, p.done));
             }
             BodyFraming::Chunked => {
-                let p = if self.dechunk {
-                    self.chunked
-                        .decode(input, |d| out.extend_from_slice(d))
-                        .map_err(|_| ())?
-                } else {
-                    let p = self.chunked.track(input).map_err(|_| ())?;
-                    out.extend_from_slice(&input[..p.consumed]);
-                    p
-                };
-                Ok((p.consumed, p.done))
+                let p = self.chunked.track(input).map_err(|_| ())?;
+                (p.consumed, p.done)
             }
+        };
+        if let Some(out) = out {
+            out.extend_from_slice(&input[..take]);
         }
+        Ok((take, done))
     }
 }
 
@@ -581,7 +682,8 @@ async fn send_and_wait_head(
     }
     let _ = w;
     let mut head = ResponseHead::new();
-    let mut gone = std::pin::pin!(client_gone(c.watch.as_ref()));
+    let drain = cfg.on_client_abort == OnClientAbort::Drain;
+    let mut gone = std::pin::pin!(client_gone(if drain { None } else { c.watch.as_ref() }));
     rbuf.clear();
     let mut filled = 0usize;
     loop {

@@ -2,7 +2,6 @@
 //! in-flight accounting.
 
 use super::worker::Worker;
-use crate::control::InflightGuard;
 use crate::routing::{FetchRequest, ModelFetcher, Snapshot};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,9 +34,4 @@ impl ModelFetcher for ControlFetcher<'_> {
 /// Marks `upstream` down after a refused connection.
 pub fn mark_down(w: &Rc<Worker>, upstream: &str) {
     w.shared.control.mark_down(upstream);
-}
-
-/// Counts a request as in flight on `upstream` for as long as the guard lives.
-pub fn enter(w: &Rc<Worker>, upstream: &str) -> Option<InflightGuard> {
-    w.shared.control.counters(upstream).map(|c| c.request())
 }

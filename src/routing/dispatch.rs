@@ -4,6 +4,13 @@
 //! which routing does not do. So [`dispatch`] returns either a decision or a [`FetchRequest`]; the
 //! caller performs the fetch, records it in [`FetchesDone`] and calls [`dispatch`] again with the
 //! snapshot published afterwards. [`dispatch_async`] and [`dispatch_blocking`] run that loop.
+//!
+//! Driving it from a worker: call `dispatch(&snap, &facts, &FetchesDone::new())`; almost always
+//! that is `Step::Decided` and costs one hash lookup plus the outgoing path. On `Step::Fetch`,
+//! hand over to `dispatch_async(&snap, &facts, &fetcher).await`, which fetches through the
+//! control side's [`ModelFetcher`] and re-dispatches on each fresher snapshot (at most a one-shot
+//! fetch and a prefetch per request); when [`Routed::snapshot`] is `Some`, the request must keep
+//! *that* snapshot, since [`Decision::upstream`] indexes it.
 
 use super::snapshot::{Snapshot, UpstreamEntry, UpstreamId};
 use crate::http::{ErrorCode, ErrorReply};
@@ -458,7 +465,7 @@ pub(crate) fn run<T: Trace>(
                 snap.upstream(id).name()
             ),
         );
-        return decided(snap, facts, id, Breadcrumb::Container, None);
+        return Step::Decided(Ok(decision(snap, facts, id, Breadcrumb::Container, None)));
     }
     t.note(
         0,
@@ -510,13 +517,13 @@ pub(crate) fn run<T: Trace>(
                         format_args!("bound to '{}' ({why})", u.name()),
                     ),
                 }
-                return decided(
+                return Step::Decided(Ok(decision(
                     snap,
                     facts,
                     b.upstream,
                     Breadcrumb::Registry,
                     b.remap.as_deref(),
-                );
+                )));
             }
         }
     }
@@ -534,7 +541,7 @@ pub(crate) fn run<T: Trace>(
             Outcome::Hit,
             format_args!("'{name}' advertises '{model}'"),
         );
-        return decided(snap, facts, id, crumb, None);
+        return Step::Decided(Ok(decision(snap, facts, id, crumb, None)));
     }
     t.note(
         2,
@@ -666,17 +673,6 @@ fn capability<T: Trace>(
             Err(no_route(candidate))
         }
     }
-}
-
-#[inline]
-fn decided(
-    snap: &Snapshot,
-    facts: &RequestFacts<'_>,
-    id: UpstreamId,
-    crumb: Breadcrumb,
-    remap: Option<&str>,
-) -> Step {
-    Step::Decided(Ok(decision(snap, facts, id, crumb, remap)))
 }
 
 #[inline]

@@ -15,14 +15,23 @@ pub struct UpstreamId(pub u32);
 /// Lifecycle state of a slot (DESIGN.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SlotState {
+    /// Not running.
     Offline,
+    /// Fetching weights or an image.
     Pulling,
+    /// Process starting.
     Starting,
+    /// Loading the model / warming caches.
     Warming,
+    /// Loaded, nothing in flight.
     Ready,
+    /// Loaded, serving requests.
     Serving,
+    /// Loaded, idle for a while (still in the ready set).
     Idle,
+    /// Being evicted.
     Unloading,
+    /// Failed; needs the control plane.
     Error,
 }
 
@@ -73,13 +82,16 @@ pub enum ProbeStatus {
     /// No probe has completed yet.
     #[default]
     Unknown,
+    /// The last probe passed.
     Passing,
+    /// The last probe failed.
     Failing,
 }
 
 /// The ids an upstream's `/v1/models` last returned (or its static list).
 #[derive(Debug, Clone, Default)]
 pub struct ModelList {
+    /// Model ids, in the order advertised (the first one is "slot as truth").
     pub ids: Vec<String>,
     /// When fetched; `None` for a static list.
     pub fetched_at: Option<Instant>,
@@ -95,6 +107,7 @@ impl ModelList {
 /// A state a control plane pushed with `PUT /admin/slots/{name}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushedState {
+    /// The pushed lifecycle state.
     pub state: SlotState,
     /// The `progress` object as pushed (phase, requested_model, ...).
     pub progress: serde_json::Value,
@@ -103,8 +116,11 @@ pub struct PushedState {
 /// Live state of one upstream, owned by the control thread.
 #[derive(Debug, Clone, Default)]
 pub struct LiveUpstream {
+    /// Last health probe result.
     pub probe: ProbeStatus,
+    /// When the last probe completed.
     pub last_probe_at: Option<Instant>,
+    /// The model cache.
     pub models: Arc<ModelList>,
     /// From the first push on, a `slot` follows these and not its probes.
     pub pushed: Option<PushedState>,
@@ -115,14 +131,18 @@ pub struct LiveUpstream {
 /// Live state of every upstream, keyed by lowercase upstream name.
 #[derive(Debug, Clone, Default)]
 pub struct LiveState {
+    /// Per upstream, keyed by lowercase name.
     pub upstreams: HashMap<String, LiveUpstream>,
 }
 
 /// One upstream as the snapshot sees it.
 #[derive(Debug, Clone)]
 pub struct UpstreamEntry {
+    /// Its index in [`Snapshot::upstreams`].
     pub id: UpstreamId,
+    /// Its configuration.
     pub cfg: Arc<UpstreamConfig>,
+    /// Its live state when the snapshot was built.
     pub live: LiveUpstream,
 }
 
@@ -167,6 +187,7 @@ impl UpstreamEntry {
 pub struct Snapshot {
     /// Publication number; moves forward with every publish.
     pub epoch: u64,
+    /// The validated config this view was built from.
     pub config: Arc<Config>,
     /// Upstreams in priority order: container/slot, then remote, then composite; by name within a
     /// rank.

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod gate;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

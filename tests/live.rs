@@ -1,0 +1,213 @@
+//! Live state through the real proxy (issue 4): hot reload over the admin API while streams run,
+//! refused reloads, and the single-flighted cold prefetch.
+
+mod support;
+
+use serde_json::Value;
+use slotgate::config::Config;
+use slotgate::mock::{self, MockConfig, MockHandle};
+use slotgate::server::Server;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::*;
+
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(tag: &str, text: &str) -> TempConfig {
+        let p = std::env::temp_dir().join(format!(
+            "slotgate-test-{tag}-{}-{:?}.toml",
+            std::process::id(),
+            Instant::now()
+        ));
+        std::fs::write(&p, text).unwrap();
+        TempConfig(p)
+    }
+    fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn head() -> String {
+    "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[tuning]\ncores = 1\n".into()
+}
+
+fn container(name: &str, m: &MockHandle) -> String {
+    format!(
+        "[[upstream]]\nname = \"{name}\"\nkind = \"container\"\nurl = \"{}\"\nprobe_interval_ms = 100\n",
+        m.base_url()
+    )
+}
+
+fn mock_of(model: &str, tokens: usize, tps: f64) -> MockHandle {
+    mock::spawn(MockConfig {
+        models: vec![model.into()],
+        tokens,
+        tokens_per_sec: tps,
+        ..MockConfig::default()
+    })
+    .unwrap()
+}
+
+fn ready(gate: &Server, name: &str) -> bool {
+    gate.control
+        .snapshot()
+        .by_name(name)
+        .is_some_and(|u| u.state().is_ready() && u.live.models.is_warm())
+}
+
+fn post_admin(gate: &Server, path: &str) -> Response {
+    http_request(
+        gate.admin_addr.unwrap(),
+        format!("POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn reload_adds_an_upstream_while_a_stream_completes() {
+    let a = mock_of("model-a", 30, 40.0);
+    let b = mock_of("model-b", 3, 0.0);
+    let file = TempConfig::new("add", &(head() + &container("a", &a)));
+    let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready(&gate, "a")));
+
+    // A stream that began before the reload ...
+    let addr = gate.addr;
+    let stream = std::thread::spawn(move || {
+        post_json(
+            addr,
+            "/v1/chat/completions",
+            r#"{"model":"model-a","stream":true}"#,
+        )
+    });
+    assert!(wait_until(Duration::from_secs(5), || a
+        .stats()
+        .completions_inflight
+        == 1));
+    let epoch = gate.control.cell().epoch();
+    file.write(&(head() + &container("a", &a) + &container("b", &b)));
+    let r = post_admin(&gate, "/admin/reload");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(gate.control.cell().epoch() > epoch);
+    // ... the new upstream is routed once probed ...
+    assert!(wait_until(Duration::from_secs(10), || ready(&gate, "b")));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"model-b"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-slotgate-route"), Some("container:b"));
+    // ... and the old stream completes byte for byte.
+    let s = stream.join().unwrap();
+    assert_eq!(s.status, 200);
+    assert!(s.complete);
+    let text: String = sse_data(&s.body)
+        .iter()
+        .filter(|e| e.as_str() != "[DONE]")
+        .filter_map(|e| {
+            serde_json::from_str::<Value>(e).ok()?["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        (0..30).map(|i| format!("tok{i} ")).collect::<String>()
+    );
+}
+
+#[test]
+fn broken_reload_is_refused_and_routing_unchanged() {
+    let a = mock_of("model-a", 3, 0.0);
+    let good = head() + &container("a", &a);
+    let file = TempConfig::new("broken", &good);
+    let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready(&gate, "a")));
+    let epoch = gate.control.cell().epoch();
+    file.write(&(good.clone() + "[registry]\n\"x\" = \"no-such-upstream\"\n[listen]\nbogus = 1\n"));
+    let r = post_admin(&gate, "/admin/reload");
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "request.invalid");
+    assert!(
+        !v["error"]["details"]["problems"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{v}"
+    );
+    file.write(&(good + "[registry]\n\"x\" = \"no-such-upstream\"\n"));
+    let r = post_admin(&gate, "/admin/reload");
+    assert_eq!(r.status, 400);
+    let problems = r.json()["error"]["details"]["problems"].to_string();
+    assert!(problems.contains("no-such-upstream"), "{problems}");
+    assert_eq!(
+        gate.control.cell().epoch(),
+        epoch,
+        "the running snapshot was not replaced"
+    );
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"model-a"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-slotgate-route"), Some("container:a"));
+}
+
+#[test]
+fn cold_prefetch_is_single_flighted() {
+    // The remote's list is empty at start-up (still "loading"), so its cache stays cold until a
+    // request needs it.
+    let remote = mock::spawn(MockConfig {
+        models: vec!["remote-model".into()],
+        tokens: 2,
+        load_ms: 400,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let local = mock_of("local-model", 2, 0.0);
+    let text = format!(
+        "{}{}[[upstream]]\nname = \"cloud\"\nkind = \"remote\"\nurl = \"{}\"\nmodels_refresh_ms = 600000\n",
+        head(),
+        container("agent", &local),
+        remote.base_url()
+    );
+    let file = TempConfig::new("prefetch", &text);
+    let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready(
+        &gate, "agent"
+    )));
+    assert!(wait_until(Duration::from_secs(5), || !remote
+        .stats()
+        .loading));
+    let before = remote.stats().models_requests;
+    assert!(gate
+        .control
+        .snapshot()
+        .by_name("cloud")
+        .is_some_and(|u| !u.live.models.is_warm()));
+    let addr = gate.addr;
+    let hs: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                post_json(addr, "/v1/chat/completions", r#"{"model":"remote-model"}"#)
+            })
+        })
+        .collect();
+    let mut crumbs = Vec::new();
+    for h in hs {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        crumbs.push(r.header("x-slotgate-route").unwrap_or("").to_string());
+    }
+    assert_eq!(
+        remote.stats().models_requests - before,
+        1,
+        "exactly one /v1/models fetch for 100 concurrent cold requests: {:?} {crumbs:?}",
+        remote.stats()
+    );
+    assert!(crumbs.iter().any(|c| c == "prefetched:cloud"), "{crumbs:?}");
+    assert!(crumbs
+        .iter()
+        .all(|c| c == "prefetched:cloud" || c == "passthrough:cloud"));
+}
