@@ -132,7 +132,14 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
     };
     tracing::info!(driver = driver.as_str(), workers = n, "starting workers");
     let mut handles = Vec::with_capacity(n);
-    let mut bound = addr;
+    // Port 0 with SO_REUSEPORT may hand out a port another reuse-port listener of this user
+    // already holds (two test servers would then share connections). Take a free port from an
+    // exclusive bind first, then let every worker join it.
+    let mut bound = if addr.port() == 0 {
+        std::net::TcpListener::bind(addr)?.local_addr()?
+    } else {
+        addr
+    };
     for id in 0..n {
         let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();
