@@ -31,6 +31,9 @@ const OVERHEAD_LE: &[f64] = &[
     1.0,
     10.0,
 ];
+/// Reads one counter of an upstream's series.
+type Field = fn(&super::recorder::UpstreamStats) -> u64;
+
 /// Quantiles exported as gauges.
 const QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999];
 
@@ -114,13 +117,7 @@ fn quantile_series(out: &mut String, name: &str, lbl: &str, h: &Hist) {
 }
 
 /// A histogram family plus its `<base>_quantile_seconds` gauge family, over labelled series.
-fn hist_family<'h>(
-    out: &mut String,
-    base: &str,
-    help: &str,
-    les: &[f64],
-    items: &[(String, &'h Hist)],
-) {
+fn hist_family(out: &mut String, base: &str, help: &str, les: &[f64], items: &[(String, &Hist)]) {
     let name = format!("{base}_seconds");
     header(out, &name, "histogram", help);
     for (lbl, h) in items {
@@ -191,7 +188,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     for (code, n) in &rec.errors {
         series(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
     }
-    let per_upstream: [(&str, &str, fn(&super::recorder::UpstreamStats) -> u64); 5] = [
+    let per_upstream: [(&str, &str, Field); 5] = [
         (
             "slotgate_client_aborts_total",
             "Requests whose client went away before the response ended.",
