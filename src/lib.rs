@@ -11,3 +11,4 @@ pub mod mock;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod tls;

@@ -34,6 +34,14 @@ impl Server {
         let front: SocketAddr = listen.addr.parse().map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("listen.addr: {e}"))
         })?;
+        if let Some(var) = listen.admin_token_env.as_deref() {
+            if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+                tracing::warn!(
+                    env = var,
+                    "admin token variable is not set: the admin API is locked"
+                );
+            }
+        }
         for u in &config.upstreams {
             if let Some(a) = &u.auth {
                 if let Some(var) = a.env.as_deref() {
@@ -47,6 +55,14 @@ impl Server {
             }
         }
         let control = Control::with_config(config);
+        let tls_cert = listen.tls_cert.as_deref();
+        control
+            .front_door()
+            .install(tls_cert, listen.tls_key.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(cert) = tls_cert {
+            tracing::info!(cert = %cert.display(), "front door speaks TLS (http/1.1)");
+        }
         control.set_route_explainer(Box::new(|snap, model, path| {
             let facts =
                 RequestFacts::new("POST", path).with_model(Some(model).filter(|m| !m.is_empty()));

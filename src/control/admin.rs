@@ -2,8 +2,8 @@
 //! thread per connection (low traffic), every error in the §4 envelope.
 //!
 //! `/admin/*` and `/metrics` need `Authorization: Bearer <token>` when `listen.admin_token_env`
-//! names a set variable (compared in constant time); `/healthz` and `/readyz` never do, so
-//! orchestrator probes keep working.
+//! is configured (compared in constant time; if the variable it names is unset they are locked,
+//! never open); `/healthz` and `/readyz` never do, so orchestrator probes keep working.
 
 use super::wire::{constant_time_eq, framing, Framing, Wire, WireError};
 use super::{Control, PushError};
@@ -241,8 +241,15 @@ fn authorize(control: &Control, req: &Request) -> Result<(), Reply> {
     let Some(var) = control.config().listen.admin_token_env.clone() else {
         return Ok(());
     };
-    let Some(token) = std::env::var(&var).ok().filter(|t| !t.is_empty()) else {
-        return Ok(());
+    // A named but unset (or empty) variable locks the API rather than opening it: a token that
+    // went missing from the service environment must not turn authentication off.
+    let token = std::env::var(&var).ok().filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(Reply::error(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            format!("the admin API is locked: {var} (listen.admin_token_env) is not set"),
+        ))
+        .with_header("www-authenticate: Bearer"));
     };
     let given = req
         .authorization

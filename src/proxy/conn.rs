@@ -2,6 +2,7 @@
 //! forward, relay, repeat (DESIGN.md §3).
 
 use super::exchange::{self, Outcome};
+use super::stream::ClientStream;
 use super::worker::Worker;
 use crate::http::request::Limits;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, RequestHead, Status};
@@ -26,10 +27,10 @@ pub enum Body {
 
 /// A client connection's state between requests.
 pub struct ClientConn {
-    /// The client socket.
-    pub stream: TcpStream,
+    /// The client connection (plain, or TLS when `[listen] tls_cert` is set).
+    pub stream: ClientStream,
     /// A duplicate of the client fd used only to notice the client leaving mid-exchange.
-    pub watch: Option<TcpStream>,
+    pub watch: Option<Watch>,
     /// Request bytes read so far (the current request first, pipelined ones after it).
     pub buf: BytesMut,
     /// The relay buffer, reused by every response on this connection.
@@ -66,9 +67,13 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.metrics.set_connections(w.conns.get());
     let _guard = ConnGuard(w.clone());
     let t = &w.shared.tuning;
+    super::sys::set_cloexec(stream.as_raw_fd());
     if t.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
+    let Some(stream) = handshake(&w, stream, peer).await else {
+        return;
+    };
     let mut c = ClientConn {
         stream,
         watch: None,
@@ -146,7 +151,7 @@ fn finish_record(w: &Worker, c: &mut ClientConn) {
 
 /// Reads into the spare capacity of `buf` (appending), growing it by at least `min_free`.
 pub async fn read_more(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     mut buf: BytesMut,
     min_free: usize,
 ) -> (io::Result<usize>, BytesMut) {
@@ -162,7 +167,7 @@ pub async fn read_more(
 /// Reads with a deadline. `None` when the deadline passed (the read was cancelled: the buffer
 /// is gone and the connection must be closed).
 async fn read_until(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: BytesMut,
     min_free: usize,
     deadline: Instant,
@@ -299,6 +304,9 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                                     msg_len: pos,
                                 };
                             }
+                            // The payload is copied out: drop its wire bytes so the read buffer
+                            // holds only the head and one read, whatever the chunk overhead.
+                            pos = compact_after_head(&mut c.buf, head_len, pos);
                         }
                         Err(e) => {
                             return ReadResult::Refuse(ErrorReply::new(
@@ -339,18 +347,54 @@ async fn send_continue(c: &mut ClientConn) -> bool {
 
 impl ClientConn {
     /// The read-side watcher, created on first use.
-    pub fn watcher(&mut self) -> Option<&TcpStream> {
+    pub fn watcher(&mut self) -> Option<&Watch> {
         if self.watch.is_none() {
-            self.watch = super::sys::dup_stream(self.stream.as_raw_fd()).ok();
+            self.watch = super::sys::dup_stream(self.stream.as_raw_fd())
+                .ok()
+                .map(|sock| Watch {
+                    sock,
+                    tls: self.stream.is_tls(),
+                });
         }
         self.watch.as_ref()
     }
 }
 
+/// The read-side watcher: a duplicate of the client's raw TCP fd, polled for readability and
+/// peeked (never read), so it works the same under TLS.
+pub struct Watch {
+    sock: TcpStream,
+    tls: bool,
+}
+
+/// The TLS handshake on a front door with `[listen] tls_cert`, bounded by the header timeout;
+/// the plain stream otherwise. `None` when the handshake failed (the connection is closed).
+async fn handshake(w: &Worker, stream: TcpStream, peer: SocketAddr) -> Option<ClientStream> {
+    let Some(cfg) = w.shared.control.front_door().current() else {
+        return Some(ClientStream::Plain(stream));
+    };
+    let fd = stream.as_raw_fd();
+    let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
+    let limit = Duration::from_millis(w.shared.tuning.header_timeout_ms);
+    match monoio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(s), fd)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %io::Error::from(e), "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Resolves when the client has gone away (EOF or reset on its read side). Bytes waiting there
-/// are a pipelined request, not a departure: then it never resolves.
-pub async fn client_gone(watch: Option<&TcpStream>) {
-    let Some(watch) = watch else {
+/// are a pipelined request, not a departure: then it never resolves. Under TLS, waiting bytes
+/// may also be a `close_notify` alert in front of the FIN, so the socket is then checked for a
+/// peer hang-up (`POLLRDHUP`) every few milliseconds instead.
+pub async fn client_gone(watch: Option<&Watch>) {
+    let Some(Watch { sock: watch, tls }) = watch else {
         return std::future::pending().await;
     };
     loop {
@@ -359,11 +403,43 @@ pub async fn client_gone(watch: Option<&TcpStream>) {
         }
         match super::sys::peek(watch.as_raw_fd()) {
             super::sys::Peek::Eof | super::sys::Peek::Error => return,
+            super::sys::Peek::Data if *tls => loop {
+                if super::sys::peer_hung_up(watch.as_raw_fd()) {
+                    return;
+                }
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            },
             super::sys::Peek::Data => return std::future::pending().await,
             super::sys::Peek::Empty => {
                 // Spurious wake-up: wait again, but never spin.
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// Removes `buf[head_len..pos]` (decoded wire bytes) keeping the head and what follows `pos`;
+/// returns the new position (`head_len`).
+fn compact_after_head(buf: &mut BytesMut, head_len: usize, pos: usize) -> usize {
+    if pos > head_len {
+        let len = buf.len();
+        buf.copy_within(pos..len, head_len);
+        buf.truncate(head_len + (len - pos));
+    }
+    head_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_head_and_tail() {
+        let mut b = BytesMut::from(&b"HEAD|chunks-consumed|tail"[..]);
+        let pos = compact_after_head(&mut b, 5, 20);
+        assert_eq!(pos, 5);
+        assert_eq!(&b[..], b"HEAD|tail");
+        let pos = compact_after_head(&mut b, 5, 5);
+        assert_eq!((pos, &b[..]), (5, &b"HEAD|tail"[..]));
     }
 }

@@ -4,6 +4,7 @@
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
+use super::stream::UpstreamStream;
 use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
@@ -16,9 +17,7 @@ use crate::routing::{
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +39,9 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     let client_keep_alive = c.head.keep_alive();
     let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
     drop(snap_rc);
+    if !super::front_auth::allowed(&snap, c) {
+        return super::front_auth::refuse(w, c, client_keep_alive).await;
+    }
 
     // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
     let buf = &c.buf[..];
@@ -61,12 +63,14 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
     if c.head.method() == crate::http::Method::Get {
         if path == "/v1/models" {
-            let body = crate::control::models_list_json(&snap);
+            let load = |n: &str| w.shared.control.load_json(n);
+            let body = crate::control::models_list_json_with(&snap, &load);
             return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
             let id = percent_decode(id);
-            return match crate::control::model_json(&snap, &id) {
+            let load = |n: &str| w.shared.control.load_json(n);
+            return match crate::control::model_json_with(&snap, &id, &load) {
                 Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
                 None => {
                     let reply = ErrorReply::new(
@@ -257,7 +261,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         client_keep_alive,
         client_http10: c.head.version() == crate::http::Version::Http10,
         head_request: c.head.method() == crate::http::Method::Head,
-        addr,
+        addr: pool::Target::new(&w.pool, &snap, entry, addr),
     };
     let mut inflight = counters.map(|cn| cn.request());
     if decision.stream {
@@ -299,7 +303,7 @@ pub struct RelayCtx {
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub head_request: bool,
-    pub addr: SocketAddr,
+    pub addr: pool::Target,
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
@@ -434,12 +438,12 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         attempt += 1;
         let (up, reused) = match w
             .pool
-            .checkout(ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
+            .checkout(&ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
         {
             Some(s) => (s, true),
             None => {
                 match pool::connect(
-                    ctx.addr,
+                    &ctx.addr,
                     Duration::from_millis(cfg.connect_ms),
                     w.uring,
                     w.shared.tuning.tcp_nodelay,
@@ -534,7 +538,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     }
     if done {
         if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
-            w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+            w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
         }
         c.relay = Some(rbuf);
         return if close_client || client_dead {
@@ -620,7 +624,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
         if done {
             if upstream_keep_alive && take == n {
-                w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
+                w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
             }
             c.relay = Some(rbuf);
             return if close_client || client_dead {
@@ -694,13 +698,13 @@ async fn send_and_wait_head(
     w: &Rc<Worker>,
     c: &mut ClientConn,
     ctx: &RelayCtx,
-    mut up: TcpStream,
+    mut up: UpstreamStream,
     reused: bool,
     out: Vec<u8>,
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
-) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
+) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = &ctx.cfg;
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {

@@ -5,8 +5,10 @@ mod conn;
 mod drain;
 mod exchange;
 mod forward;
+mod front_auth;
 pub mod pool;
 pub mod port;
+mod stream;
 mod sys;
 pub mod worker;
 
