@@ -31,9 +31,6 @@ const OVERHEAD_LE: &[f64] = &[
     1.0,
     10.0,
 ];
-/// Reads one counter of an upstream's series.
-type Field = fn(&super::recorder::UpstreamStats) -> u64;
-
 /// Quantiles exported as gauges.
 const QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999];
 
@@ -116,6 +113,13 @@ fn quantile_series(out: &mut String, name: &str, lbl: &str, h: &Hist) {
     }
 }
 
+/// A per-upstream counter family: name, help, and how to read it from the stats.
+type PerUpstream = (
+    &'static str,
+    &'static str,
+    fn(&super::recorder::UpstreamStats) -> u64,
+);
+
 /// A histogram family plus its `<base>_quantile_seconds` gauge family, over labelled series.
 fn hist_family(out: &mut String, base: &str, help: &str, les: &[f64], items: &[(String, &Hist)]) {
     let name = format!("{base}_seconds");
@@ -188,7 +192,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     for (code, n) in &rec.errors {
         series(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
     }
-    let per_upstream: [(&str, &str, Field); 5] = [
+    let per_upstream: [PerUpstream; 5] = [
         (
             "slotgate_client_aborts_total",
             "Requests whose client went away before the response ended.",

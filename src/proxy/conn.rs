@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn compaction_keeps_head_and_tail() {
         let mut b = BytesMut::from(&b"HEAD|chunks-consumed|tail"[..]);
-        let pos = compact_after_head(&mut b, 5, 20);
+        let pos = compact_after_head(&mut b, 5, 21);
         assert_eq!(pos, 5);
         assert_eq!(&b[..], b"HEAD|tail");
         let pos = compact_after_head(&mut b, 5, 5);
