@@ -86,7 +86,10 @@ fn init_logging(
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_env("SLOTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Buffered too: the writer thread flushes whenever its queue runs empty, so under load many
+    // lines share one write(2) and when idle a line is out at once.
+    let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(out);
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
