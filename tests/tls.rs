@@ -322,9 +322,13 @@ fn cold_prefetch_over_https_with_credential() {
         ),
     );
     let gate = start_gate(&cfg, &tuning("auto"));
-    assert!(wait_until(Duration::from_secs(5), || lists
-        .load(Ordering::SeqCst)
-        >= 1));
+    // The start-up fetch (empty list) must be recorded before the request, or the request's
+    // prefetch would join that flight and see its empty answer (the admin API shows live state).
+    let admin = gate.admin_addr.unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let v = get(admin, "/admin/upstreams").json();
+        v["upstreams"][0]["models"]["age_ms"].is_number()
+    }));
     let r = post_json_once_more(
         gate.addr,
         "/v1/chat/completions",

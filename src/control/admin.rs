@@ -33,7 +33,7 @@ pub fn spawn_admin(
     control: Arc<Control>,
     addr: SocketAddr,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = bind_reuseport(addr)?;
+    let listener = bind_reuseport(crate::proxy::sys::concrete_port(addr)?)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     let h = std::thread::Builder::new()

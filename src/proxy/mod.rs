@@ -9,7 +9,7 @@ mod front_auth;
 pub mod pool;
 pub mod port;
 mod stream;
-mod sys;
+pub(crate) mod sys;
 pub mod worker;
 
 pub use worker::{spawn_workers, Driver, Workers};

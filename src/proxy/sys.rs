@@ -146,3 +146,13 @@ pub fn set_cloexec(fd: RawFd) {
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
 }
+
+/// `addr` with a concrete port: port 0 becomes a free port taken by an exclusive bind (then
+/// released). A port-0 bind with `SO_REUSEPORT` may be handed a port another reuse-port
+/// listener of this user already holds, and the two would then share connections.
+pub fn concrete_port(addr: SocketAddr) -> io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr)?.local_addr()
+}

@@ -132,14 +132,8 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
     };
     tracing::info!(driver = driver.as_str(), workers = n, "starting workers");
     let mut handles = Vec::with_capacity(n);
-    // Port 0 with SO_REUSEPORT may hand out a port another reuse-port listener of this user
-    // already holds (two test servers would then share connections). Take a free port from an
-    // exclusive bind first, then let every worker join it.
-    let mut bound = if addr.port() == 0 {
-        std::net::TcpListener::bind(addr)?.local_addr()?
-    } else {
-        addr
-    };
+    // Every worker joins one concrete port (see `concrete_port` for why not port 0).
+    let mut bound = super::sys::concrete_port(addr)?;
     for id in 0..n {
         let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();
