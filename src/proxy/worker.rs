@@ -38,7 +38,7 @@ impl Driver {
         match choice {
             DriverChoice::Epoll => Driver::Epoll,
             DriverChoice::IoUring | DriverChoice::Auto => {
-                if monoio::utils::detect_uring() {
+                if uring_available() {
                     Driver::IoUring
                 } else {
                     Driver::Epoll
@@ -46,6 +46,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether io_uring works here (`MONOIO_FORCE_LEGACY_DRIVER=1` says no). The probe ring is made
+/// on a throwaway thread: its teardown queues io_uring task work, signalled to the creating
+/// thread, which would otherwise interrupt (EINTR) that thread's next blocking socket call with a
+/// timeout. monoio caches the answer, so workers' later calls are free.
+pub fn uring_available() -> bool {
+    std::thread::spawn(monoio::utils::detect_uring)
+        .join()
+        .unwrap_or(false)
 }
 
 /// Per-worker state: everything here is touched by one thread only.
@@ -118,7 +128,7 @@ fn build_runtime(driver: Driver, entries: u32) -> io::Result<Rt> {
 /// listener (so the port is known when `addr` had port 0).
 pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Workers> {
     let tuning = shared.tuning.clone();
-    if tuning.driver == DriverChoice::IoUring && !monoio::utils::detect_uring() {
+    if tuning.driver == DriverChoice::IoUring && !uring_available() {
         return Err(io::Error::other(
             "tuning.driver = \"io_uring\" but io_uring is unavailable here",
         ));
