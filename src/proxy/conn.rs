@@ -265,16 +265,8 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
             }
             while c.buf.len() < end {
                 let want = (end - c.buf.len()).max(min_free);
-                let buf = std::mem::take(&mut c.buf);
-                match read_until(&mut c.stream, buf, want, Instant::now() + body_idle).await {
-                    None => return timed_out(),
-                    Some((res, buf)) => {
-                        c.buf = buf;
-                        match res {
-                            Ok(0) | Err(_) => return ReadResult::Closed,
-                            Ok(_) => {}
-                        }
-                    }
+                if let Err(r) = read_body_more(c, want, body_idle, timed_out).await {
+                    return r;
                 }
             }
             ReadResult::Request {
@@ -316,17 +308,30 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                         }
                     }
                 }
-                let buf = std::mem::take(&mut c.buf);
-                match read_until(&mut c.stream, buf, min_free, Instant::now() + body_idle).await {
-                    None => return timed_out(),
-                    Some((res, buf)) => {
-                        c.buf = buf;
-                        match res {
-                            Ok(0) | Err(_) => return ReadResult::Closed,
-                            Ok(_) => {}
-                        }
-                    }
+                if let Err(r) = read_body_more(c, min_free, body_idle, timed_out).await {
+                    return r;
                 }
+            }
+        }
+    }
+}
+
+/// Reads more of a request body into `c.buf` (at least `want` bytes of room), within
+/// `body_idle`. `Err` carries what the connection must do instead: close, or answer 408.
+async fn read_body_more(
+    c: &mut ClientConn,
+    want: usize,
+    body_idle: Duration,
+    timed_out: impl Fn() -> ReadResult,
+) -> Result<(), ReadResult> {
+    let buf = std::mem::take(&mut c.buf);
+    match read_until(&mut c.stream, buf, want, Instant::now() + body_idle).await {
+        None => Err(timed_out()),
+        Some((res, buf)) => {
+            c.buf = buf;
+            match res {
+                Ok(0) | Err(_) => Err(ReadResult::Closed),
+                Ok(_) => Ok(()),
             }
         }
     }

@@ -537,15 +537,16 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         return Outcome::Close;
     }
     if done {
-        if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
-            w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
-        }
-        c.relay = Some(rbuf);
-        return if close_client || client_dead {
-            Outcome::Close
-        } else {
-            Outcome::KeepAlive
-        };
+        let reusable = upstream_keep_alive && !extra_after && framing != BodyFraming::Close;
+        return complete(
+            w,
+            &mut c.relay,
+            ctx,
+            up,
+            rbuf,
+            reusable,
+            close_client || client_dead,
+        );
     }
 
     // Stream the rest: one reused buffer, bytes forwarded as they arrive.
@@ -623,16 +624,40 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             }
         }
         if done {
-            if upstream_keep_alive && take == n {
-                w.pool.checkin(&ctx.addr, up, cfg.pool_max_idle as usize);
-            }
-            c.relay = Some(rbuf);
-            return if close_client || client_dead {
-                Outcome::Close
-            } else {
-                Outcome::KeepAlive
-            };
+            let reusable = upstream_keep_alive && take == n;
+            return complete(
+                w,
+                &mut c.relay,
+                ctx,
+                up,
+                rbuf,
+                reusable,
+                close_client || client_dead,
+            );
         }
+    }
+}
+
+/// A response that ended cleanly: pool the upstream connection when `reusable`, keep the relay
+/// buffer for the next exchange, and tell the connection whether to go on.
+fn complete(
+    w: &Rc<Worker>,
+    relay_buf: &mut Option<Vec<u8>>,
+    ctx: &RelayCtx,
+    up: UpstreamStream,
+    rbuf: Vec<u8>,
+    reusable: bool,
+    close: bool,
+) -> Outcome {
+    if reusable {
+        w.pool
+            .checkin(&ctx.addr, up, ctx.cfg.pool_max_idle as usize);
+    }
+    *relay_buf = Some(rbuf);
+    if close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
     }
 }
 
