@@ -72,19 +72,32 @@ enum Cmd {
     MockBackend(MockArgs),
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>) {
+/// Installs the subscriber. Events are formatted on the emitting thread and written by a
+/// background thread through a buffered channel (`tracing-appender`'s non-blocking writer), so a
+/// worker never blocks on a slow stderr/journal pipe: the decision log is one event per request.
+/// When the buffer is full, lines are dropped rather than stalling the data plane. The guard
+/// flushes what is buffered when it drops (at exit).
+fn init_logging(
+    format: LogFormat,
+    level: Option<&str>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_env("SLOTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // Buffered too: the writer thread flushes whenever its queue runs empty, so under load many
+    // lines share one write(2) and when idle a line is out at once.
+    let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(out);
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
+    guard
 }
 
 /// The demo's config: a `chat` container serving `demo-chat` and an `embed` container, both
@@ -212,7 +225,7 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, cli.log_level.as_deref());
+    let _log = init_logging(cli.log_format, cli.log_level.as_deref());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

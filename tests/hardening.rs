@@ -93,7 +93,7 @@ fn framing_errors_are_refused_with_the_envelope_and_close() {
         ("head too large", big_head, 431, "request.headers_too_large"),
         ("head too large, unterminated", format!("GET /v1/models HTTP/1.1\r\nX: {}", "c".repeat(3000)), 431, "request.headers_too_large"),
         ("CL body too large", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n{}", "x".repeat(1025)), 413, "request.body_too_large"),
-        ("chunked body too large", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{}", "40\r\n".to_string() + &"y".repeat(64) + "\r\n").repeat(1) + &format!("{}", ("40\r\n".to_string() + &"y".repeat(64) + "\r\n").repeat(20)), 413, "request.body_too_large"),
+        ("chunked body too large", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{}", "40\r\n".to_string() + &"y".repeat(64) + "\r\n").repeat(1) + &("40\r\n".to_string() + &"y".repeat(64) + "\r\n").repeat(20), 413, "request.body_too_large"),
     ];
     for (what, raw, status, code) in &cases {
         // The valid pipelined request behind the bad one must never be answered.

@@ -33,7 +33,7 @@ pub fn spawn_admin(
     control: Arc<Control>,
     addr: SocketAddr,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = bind_reuseport(crate::proxy::sys::concrete_port(addr)?)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     let h = std::thread::Builder::new()
@@ -59,6 +59,18 @@ pub fn spawn_admin(
             }
         })?;
     Ok((local, h))
+}
+
+/// Binds with `SO_REUSEPORT` (like the front door), so a new slotgate can start on the same
+/// ports while the old one drains (README "Operations": upgrade).
+fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    Ok(s.into())
 }
 
 /// An answer: status, content type, body, extra header lines.

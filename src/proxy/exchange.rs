@@ -4,6 +4,7 @@
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
+use super::stream::UpstreamStream;
 use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
@@ -16,9 +17,7 @@ use crate::routing::{
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +52,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         .query(buf)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+    c.rec.request_id(request_id.as_str());
 
     if !(path == "/v1" || path.starts_with("/v1/")) {
         let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
@@ -63,12 +63,14 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
     if c.head.method() == crate::http::Method::Get {
         if path == "/v1/models" {
-            let body = crate::control::models_list_json(&snap);
+            let load = |n: &str| w.shared.control.load_json(n);
+            let body = crate::control::models_list_json_with(&snap, &load);
             return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
             let id = percent_decode(id);
-            return match crate::control::model_json(&snap, &id) {
+            let load = |n: &str| w.shared.control.load_json(n);
+            return match crate::control::model_json_with(&snap, &id, &load) {
                 Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
                 None => {
                     let reply = ErrorReply::new(
@@ -104,6 +106,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         model: bf.model(),
         stream: bf.stream,
     };
+    c.rec.model(rf.model_id());
 
     // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
     // not ready. With `on_loading = "hold"` the request waits for a publication that makes it
@@ -117,6 +120,13 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             Err(reply) => return reply_error(c, &reply, &request_id, client_keep_alive).await,
         };
         let entry = snap.upstream(decision.upstream);
+        c.rec.routed(
+            decision.breadcrumb,
+            entry.name(),
+            decision.route_header(&snap),
+            entry.live.models.is_warm(),
+            decision.stream,
+        );
         let state = entry.state();
         if state.is_ready() {
             break decision;
@@ -133,6 +143,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                 let d = now + Duration::from_millis(entry.cfg.hold_timeout_ms);
                 let guard = control.counters(entry.name()).map(|c| c.hold());
                 hold = Some((d, guard));
+                c.rec.wait_start();
                 d
             }
             None => now,
@@ -157,6 +168,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         }
     };
     drop(hold);
+    c.rec.wait_end();
     let entry = snap.upstream(decision.upstream);
     let counters = control.counters(entry.name());
     let Some(&addr) = entry.live.addrs.first() else {
@@ -180,10 +192,12 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                     .header(buf, snap.config.routing.priority_header.as_bytes())
                     .map_or(Priority::Normal, Priority::parse);
                 let wait = Duration::from_millis(entry.cfg.queue_timeout_ms);
+                c.rec.wait_start();
                 let res = monoio::select! {
                     r = cn.gate.enter(prio, wait) => r,
                     _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
                 };
+                c.rec.wait_end();
                 match res {
                     Ok(p) => Some(p),
                     Err(why) => {
@@ -247,7 +261,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         client_keep_alive,
         client_http10: c.head.version() == crate::http::Version::Http10,
         head_request: c.head.method() == crate::http::Method::Head,
-        addr,
+        addr: pool::Target::new(&w.pool, &snap, entry, addr),
     };
     let mut inflight = counters.map(|cn| cn.request());
     if decision.stream {
@@ -289,7 +303,7 @@ pub struct RelayCtx {
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub head_request: bool,
-    pub addr: SocketAddr,
+    pub addr: pool::Target,
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
@@ -329,7 +343,10 @@ async fn reply_error(
 ) -> Outcome {
     let close = !keep_alive || reply.code.closes_connection();
     let extra = format!("x-request-id: {}\r\n", request_id.as_str());
-    let (res, _) = c.stream.write_all(reply.to_response(&extra, close)).await;
+    let out = reply.to_response(&extra, close);
+    c.rec
+        .replied(reply.code.status(), Some(reply.code), out.len());
+    let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || close {
         Outcome::Close
     } else {
@@ -375,6 +392,7 @@ async fn reply_json(
         .as_bytes(),
     );
     out.extend_from_slice(body);
+    c.rec.replied(status, None, out.len());
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || !keep_alive {
         Outcome::Close
@@ -420,12 +438,12 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         attempt += 1;
         let (up, reused) = match w
             .pool
-            .checkout(ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
+            .checkout(&ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
         {
             Some(s) => (s, true),
             None => {
                 match pool::connect(
-                    ctx.addr,
+                    &ctx.addr,
                     Duration::from_millis(cfg.connect_ms),
                     w.uring,
                     w.shared.tuning.tcp_nodelay,
@@ -476,6 +494,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     };
     // Response head (1xx already skipped). Build the client's head and send it together with the
     // body bytes that came along.
+    c.rec.response_head(head.status());
     let framing = head.framing();
     let upstream_keep_alive = head.keep_alive();
     let dechunk = ctx.client_http10 && framing == BodyFraming::Chunked;
@@ -504,24 +523,30 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
     };
     let extra_after = take < avail.len();
+    c.rec.relayed(&avail[..take], &w.metrics);
+    c.rec.wrote(first.len());
     let (res, first) = c.stream.write_all(first).await;
     drop(first);
     // Client gone: `cancel` drops the upstream connection (never pooled); `drain` reads on.
     let mut client_dead = res.is_err();
+    if client_dead {
+        c.rec.client_gone();
+    }
     if client_dead && !drain {
         c.relay = Some(rbuf);
         return Outcome::Close;
     }
     if done {
-        if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
-            w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
-        }
-        c.relay = Some(rbuf);
-        return if close_client || client_dead {
-            Outcome::Close
-        } else {
-            Outcome::KeepAlive
-        };
+        let reusable = upstream_keep_alive && !extra_after && framing != BodyFraming::Close;
+        return complete(
+            w,
+            &mut c.relay,
+            ctx,
+            up,
+            rbuf,
+            reusable,
+            close_client || client_dead,
+        );
     }
 
     // Stream the rest: one reused buffer, bytes forwarded as they arrive.
@@ -533,6 +558,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         if let Some(d) = total_deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                c.rec.cut();
                 return Outcome::Close;
             }
             wait = wait.min(left);
@@ -545,9 +571,15 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         };
         let (res, b) = match r {
             // Client left mid-stream: drop the upstream connection now so generation stops.
-            None => return Outcome::Close,
+            None => {
+                c.rec.client_gone();
+                return Outcome::Close;
+            }
             // Stalled upstream: cut the stream (no terminating chunk).
-            Some(Err(_)) => return Outcome::Close,
+            Some(Err(_)) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
             Some(Ok(x)) => x,
         };
         rbuf = b;
@@ -555,6 +587,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             Ok(0) | Err(_) => {
                 if framing == BodyFraming::Close {
                     c.relay = Some(rbuf);
+                } else {
+                    c.rec.cut();
                 }
                 // Upstream ended: complete only for close-delimited bodies; otherwise it was cut.
                 return Outcome::Close;
@@ -564,9 +598,14 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         scratch.clear();
         let (take, done) = match body.feed(&rbuf[..n], dechunk.then_some(&mut scratch)) {
             Ok(x) => x,
-            Err(_) => return Outcome::Close,
+            Err(_) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
         };
+        c.rec.relayed(&rbuf[..take], &w.metrics);
         if !client_dead {
+            c.rec.wrote(if dechunk { scratch.len() } else { take });
             let res = if dechunk {
                 let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
                 scratch = s;
@@ -577,6 +616,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                 res
             };
             if res.is_err() {
+                c.rec.client_gone();
                 if !drain {
                     return Outcome::Close;
                 }
@@ -584,16 +624,40 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             }
         }
         if done {
-            if upstream_keep_alive && take == n {
-                w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
-            }
-            c.relay = Some(rbuf);
-            return if close_client || client_dead {
-                Outcome::Close
-            } else {
-                Outcome::KeepAlive
-            };
+            let reusable = upstream_keep_alive && take == n;
+            return complete(
+                w,
+                &mut c.relay,
+                ctx,
+                up,
+                rbuf,
+                reusable,
+                close_client || client_dead,
+            );
         }
+    }
+}
+
+/// A response that ended cleanly: pool the upstream connection when `reusable`, keep the relay
+/// buffer for the next exchange, and tell the connection whether to go on.
+fn complete(
+    w: &Rc<Worker>,
+    relay_buf: &mut Option<Vec<u8>>,
+    ctx: &RelayCtx,
+    up: UpstreamStream,
+    rbuf: Vec<u8>,
+    reusable: bool,
+    close: bool,
+) -> Outcome {
+    if reusable {
+        w.pool
+            .checkin(&ctx.addr, up, ctx.cfg.pool_max_idle as usize);
+    }
+    *relay_buf = Some(rbuf);
+    if close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
     }
 }
 
@@ -659,13 +723,13 @@ async fn send_and_wait_head(
     w: &Rc<Worker>,
     c: &mut ClientConn,
     ctx: &RelayCtx,
-    mut up: TcpStream,
+    mut up: UpstreamStream,
     reused: bool,
     out: Vec<u8>,
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
-) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
+) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = &ctx.cfg;
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {
@@ -679,6 +743,7 @@ async fn send_and_wait_head(
             rbuf,
         ));
     }
+    c.rec.sent();
     let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
     if let Some(d) = total_deadline {
         deadline = deadline.min(d);
@@ -766,7 +831,10 @@ async fn send_and_wait_head(
 
 async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
     let reply = match f {
-        Failure::ClientGone => return Outcome::Close,
+        Failure::ClientGone => {
+            c.rec.client_gone();
+            return Outcome::Close;
+        }
         Failure::Unavailable { reason, .. } => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
             format!("upstream '{}' unavailable", ctx.upstream),

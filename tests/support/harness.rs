@@ -290,9 +290,7 @@ impl Drop for Binary {
 
 fn field_addr(line: &str, key: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(key)? + key.len()..];
-    let end = rest
-        .find(|c: char| c == ' ' || c == ')' || c == ',')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', ')', ',']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
