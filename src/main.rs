@@ -90,8 +90,12 @@ fn init_logging(
     // lines share one write(2) and when idle a line is out at once.
     let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
     let (writer, guard) = tracing_appender::non_blocking(out);
+    // Colour codes only for a terminal: a journal or a file gets plain text (and the formatter
+    // skips the escape sequences, which cost on every access-log line).
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     match format {
         LogFormat::Text => b.init(),
