@@ -6,6 +6,7 @@
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod mock;
 pub mod proxy;

@@ -72,32 +72,25 @@ enum Cmd {
     MockBackend(MockArgs),
 }
 
-/// Installs the subscriber. Events are formatted on the emitting thread and written by a
-/// background thread through a buffered channel (`tracing-appender`'s non-blocking writer), so a
-/// worker never blocks on a slow stderr/journal pipe: the decision log is one event per request.
-/// When the buffer is full, lines are dropped rather than stalling the data plane. The guard
-/// flushes what is buffered when it drops (at exit).
-fn init_logging(
-    format: LogFormat,
-    level: Option<&str>,
-) -> tracing_appender::non_blocking::WorkerGuard {
+/// Installs the subscriber. Events are formatted on the emitting thread; workers batch their
+/// lines (see `slotgate::logging`), other threads write each line at once.
+fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_env("SLOTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    // Buffered too: the writer thread flushes whenever its queue runs empty, so under load many
-    // lines share one write(2) and when idle a line is out at once.
-    let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking(out);
+    // Colour codes only for a terminal: a journal or a file gets plain text (and the formatter
+    // skips the escape sequences, which cost on every access-log line).
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(slotgate::logging::Output);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
-    guard
 }
 
 /// The demo's config: a `chat` container serving `demo-chat` and an `embed` container, both
@@ -225,7 +218,7 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = init_logging(cli.log_format, cli.log_level.as_deref());
+    init_logging(cli.log_format, cli.log_level.as_deref());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

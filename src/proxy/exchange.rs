@@ -12,14 +12,13 @@ use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
 use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{
-    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot, Step,
-    UpstreamEntry,
+    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot,
+    SnapshotRef, Step, UpstreamEntry,
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::io;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the connection does after an exchange.
@@ -35,10 +34,9 @@ pub enum Outcome {
 pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The read-side watcher (a dup of the client fd) notices a client leaving while we wait.
     c.watcher();
-    let snap_rc = w.snap.get();
+    // The request keeps this `Rc` (no atomic touched) for its whole life, stream included.
+    let mut snap: SnapshotRef = w.snap.get();
     let client_keep_alive = c.head.keep_alive();
-    let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
-    drop(snap_rc);
     if !super::front_auth::allowed(&snap, c) {
         return super::front_auth::refuse(w, c, client_keep_alive).await;
     }
@@ -156,7 +154,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         let next = control.next_publish();
         let latest = control.cell().load();
         if latest.epoch != snap.epoch {
-            snap = latest;
+            snap = Rc::new(latest);
             continue;
         }
         let woken = monoio::select! {
@@ -164,7 +162,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
         };
         if woken {
-            snap = control.cell().load();
+            snap = Rc::new(control.cell().load());
         }
     };
     drop(hold);
@@ -251,17 +249,16 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         }
         None => out.extend_from_slice(body_bytes),
     }
-    let route = decision.route_header(&snap).to_string();
     let ctx = RelayCtx {
-        cfg: entry.cfg.clone(),
-        upstream: entry.name().to_string(),
-        route,
+        upstream_id: decision.upstream,
+        crumb: decision.breadcrumb,
         request_id,
         route_headers: snap.config.listen.route_headers,
         client_keep_alive,
         client_http10: c.head.version() == crate::http::Version::Http10,
         head_request: c.head.method() == crate::http::Method::Head,
         addr: pool::Target::new(&w.pool, &snap, entry, addr),
+        snap: snap.clone(),
     };
     let mut inflight = counters.map(|cn| cn.request());
     if decision.stream {
@@ -269,7 +266,6 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             g.streaming();
         }
     }
-    drop(snap);
     relay(w, c, &ctx, out).await
 }
 
@@ -277,7 +273,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
 /// fresher snapshot).
 async fn decide(
     w: &Rc<Worker>,
-    snap: &mut Arc<Snapshot>,
+    snap: &mut SnapshotRef,
     rf: &RequestFacts<'_>,
 ) -> Result<Decision, ErrorReply> {
     match dispatch(snap, rf, &FetchesDone::new()) {
@@ -286,7 +282,7 @@ async fn decide(
             let fetcher = super::port::ControlFetcher::new(w);
             let routed = dispatch_async(snap, rf, &fetcher).await;
             if let Some(s) = routed.snapshot {
-                *snap = s;
+                *snap = Rc::new(s);
             }
             routed.result.map_err(|e| e.to_reply())
         }
@@ -295,15 +291,33 @@ async fn decide(
 
 /// Per-exchange facts the relay needs once the snapshot is released.
 pub struct RelayCtx {
-    pub cfg: Arc<UpstreamConfig>,
-    pub upstream: String,
-    pub route: String,
+    /// The snapshot the decision was made on (its upstream entry, config and breadcrumb).
+    pub snap: SnapshotRef,
+    pub upstream_id: crate::routing::UpstreamId,
+    pub crumb: crate::routing::Breadcrumb,
     pub request_id: forward::RequestId,
     pub route_headers: bool,
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub head_request: bool,
     pub addr: pool::Target,
+}
+
+impl RelayCtx {
+    /// The chosen upstream's config.
+    pub fn cfg(&self) -> &UpstreamConfig {
+        &self.snap.upstream(self.upstream_id).cfg
+    }
+
+    /// The chosen upstream's name.
+    pub fn upstream(&self) -> &str {
+        self.snap.upstream(self.upstream_id).name()
+    }
+
+    /// The `X-Slotgate-Route` value (rendered once per snapshot).
+    pub fn route(&self) -> &str {
+        self.snap.route_header(self.upstream_id, self.crumb)
+    }
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
@@ -419,7 +433,7 @@ enum Failure {
 }
 
 async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>) -> Outcome {
-    let cfg = &ctx.cfg;
+    let cfg = ctx.cfg();
     let started = Instant::now();
     let total_deadline = (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
     let mut out = out;
@@ -454,7 +468,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                     Err(e) => {
                         let refused = e.kind() == io::ErrorKind::ConnectionRefused;
                         if refused {
-                            super::port::mark_down(w, &ctx.upstream);
+                            super::port::mark_down(w, ctx.upstream());
                         }
                         c.relay = Some(rbuf);
                         return fail(
@@ -485,7 +499,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                     }
                 }
                 if let Failure::Unavailable { refused: true, .. } = f {
-                    super::port::mark_down(w, &ctx.upstream);
+                    super::port::mark_down(w, ctx.upstream());
                 }
                 c.relay = Some(rbuf);
                 return fail(c, ctx, f).await;
@@ -651,7 +665,7 @@ fn complete(
 ) -> Outcome {
     if reusable {
         w.pool
-            .checkin(&ctx.addr, up, ctx.cfg.pool_max_idle as usize);
+            .checkin(&ctx.addr, up, ctx.cfg().pool_max_idle as usize);
     }
     *relay_buf = Some(rbuf);
     if close {
@@ -730,7 +744,7 @@ async fn send_and_wait_head(
     max_head: usize,
     total_deadline: Option<Instant>,
 ) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
-    let cfg = &ctx.cfg;
+    let cfg = ctx.cfg();
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {
         return Err((
@@ -837,24 +851,24 @@ async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
         }
         Failure::Unavailable { reason, .. } => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' unavailable", ctx.upstream),
+            format!("upstream '{}' unavailable", ctx.upstream()),
         )
-        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
         Failure::Timeout => ErrorReply::new(
             ErrorCode::UpstreamTimeout,
             format!(
                 "upstream '{}' sent no response head within {} ms",
-                ctx.upstream, ctx.cfg.first_byte_ms
+                ctx.upstream(), ctx.cfg().first_byte_ms
             ),
         )
         .details(
-            serde_json::json!({"upstream": ctx.upstream, "first_byte_ms": ctx.cfg.first_byte_ms}),
+            serde_json::json!({"upstream": ctx.upstream(), "first_byte_ms": ctx.cfg().first_byte_ms}),
         ),
         Failure::BadResponse(reason) => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' sent an invalid response", ctx.upstream),
+            format!("upstream '{}' sent an invalid response", ctx.upstream()),
         )
-        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
     };
     reply_error(c, &reply, &ctx.request_id, ctx.client_keep_alive).await
 }

@@ -179,9 +179,9 @@ pub fn response_head(
     }
     if ctx.route_headers {
         out.extend_from_slice(b"x-slotgate-route: ");
-        out.extend_from_slice(ctx.route.as_bytes());
+        out.extend_from_slice(ctx.route().as_bytes());
         out.extend_from_slice(b"\r\nx-slotgate-upstream: ");
-        out.extend_from_slice(ctx.upstream.as_bytes());
+        out.extend_from_slice(ctx.upstream().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if close_client {

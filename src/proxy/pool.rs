@@ -31,6 +31,9 @@ struct Idle {
 /// Which idle connections may serve a target: the address, and the TLS client's tag (0 = plain).
 type Key = (SocketAddr, u64);
 
+/// Idle age under which a pooled connection is reused without peeking at it first.
+const FRESH: Duration = Duration::from_millis(500);
+
 /// A worker's idle upstream connections and its TLS clients.
 #[derive(Default)]
 pub struct Pool {
@@ -122,8 +125,12 @@ impl Pool {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&target.key())?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < idle_timeout
-                && sys::peek(c.stream.as_raw_fd()) == sys::Peek::Empty
+            let age = c.since.elapsed();
+            // A connection back in the pool for under `FRESH` skips the peek syscall: the
+            // sweep and the retry-once of a reused connection that fails before any byte cover
+            // the rare upstream that closed it in that window.
+            if age < idle_timeout
+                && (age < FRESH || sys::peek(c.stream.as_raw_fd()) == sys::Peek::Empty)
             {
                 return Some(c.stream);
             }

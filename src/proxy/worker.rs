@@ -210,11 +210,13 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
 }
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    crate::logging::batch_this_thread();
     let sweep_w = w.clone();
     monoio::spawn(async move {
         // Close idle pooled connections the upstream dropped or that aged out.
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
+            crate::logging::flush_thread();
             sweep_w.pool.sweep(Duration::from_secs(60));
             sweep_w.metrics.set_pool_idle(sweep_w.pool.idle_counts());
             if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
@@ -257,4 +259,5 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     while w.conns.get() > 0 {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
+    crate::logging::flush_thread();
 }
