@@ -450,3 +450,47 @@ fn admin_shows_queue_and_hold_state() {
         assert_eq!(h.join().unwrap().status, 200);
     }
 }
+
+/// A client that stops reading cannot hold a stream (and its upstream) forever: the write to it
+/// times out after `idle_ms`, the response is cut and the upstream connection closed.
+#[test]
+fn slow_reader_is_cut_and_upstream_closed() {
+    let up = Scripted::start(|_| {
+        let chunk = {
+            let ev = format!("data: {}\n\n", "x".repeat(65_000));
+            format!("{:x}\r\n{ev}\r\n", ev.len()).into_bytes()
+        };
+        let mut v = vec![Piece::Bytes(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                .to_vec(),
+        )];
+        // Far more than the socket buffers hold, so the relay's writes to the client block.
+        v.extend(std::iter::repeat_n(Piece::Bytes(chunk), 1200));
+        v
+    });
+    let gate = start_gate(
+        &format!(
+            "[[upstream]]\nname = \"up\"\nkind = \"remote\"\nurl = \"{}\"\nmodels = [\"m1\"]\nidle_ms = 300\n",
+            up.url()
+        ),
+        "",
+    );
+    let mut c = Conn::connect(gate.addr);
+    c.send(chat_req("slow", true, &[]).as_bytes());
+    // Read a little, then stop reading while staying connected.
+    assert!(!c.read_until(b"data: ", Duration::from_secs(5)).is_empty());
+    let t0 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || up
+            .ended
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 1),
+        "the upstream connection was never closed"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    drop(c);
+}

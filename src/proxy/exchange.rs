@@ -539,10 +539,11 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     let extra_after = take < avail.len();
     c.rec.relayed(&avail[..take], &w.metrics);
     c.rec.wrote(first.len());
-    let (res, first) = c.stream.write_all(first).await;
-    drop(first);
-    // Client gone: `cancel` drops the upstream connection (never pooled); `drain` reads on.
-    let mut client_dead = res.is_err();
+    let idle = Duration::from_millis(cfg.idle_ms);
+    let (written, _) = write_client(&mut c.stream, first, idle).await;
+    // Client gone (or not reading for `idle_ms`): `cancel` drops the upstream connection (never
+    // pooled); `drain` reads on.
+    let mut client_dead = !written;
     if client_dead {
         c.rec.client_gone();
     }
@@ -564,7 +565,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     }
 
     // Stream the rest: one reused buffer, bytes forwarded as they arrive.
-    let idle = Duration::from_millis(cfg.idle_ms);
+    let rbuf_cap = rbuf.capacity();
     let mut gone = std::pin::pin!(client_gone(if drain { None } else { c.watch.as_ref() }));
     let mut scratch = Vec::new();
     loop {
@@ -620,16 +621,18 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         c.rec.relayed(&rbuf[..take], &w.metrics);
         if !client_dead {
             c.rec.wrote(if dechunk { scratch.len() } else { take });
-            let res = if dechunk {
-                let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
-                scratch = s;
-                res
+            let written = if dechunk {
+                let (ok, back) =
+                    write_client(&mut c.stream, std::mem::take(&mut scratch), idle).await;
+                scratch = back.unwrap_or_default();
+                ok
             } else {
-                let (res, s) = c.stream.write_all(rbuf.slice(0..take)).await;
-                rbuf = s.into_inner();
-                res
+                let (ok, back) = write_client(&mut c.stream, rbuf.slice(0..take), idle).await;
+                // A timed-out write keeps its buffer: reading on (drain) needs a fresh one.
+                rbuf = back.map_or_else(|| Vec::with_capacity(rbuf_cap), |b| b.into_inner());
+                ok
             };
-            if res.is_err() {
+            if !written {
                 c.rec.client_gone();
                 if !drain {
                     return Outcome::Close;
@@ -649,6 +652,20 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                 close_client || client_dead,
             );
         }
+    }
+}
+
+/// Writes `buf` to the client within `limit`: a client that stops reading for that long is
+/// treated as gone, so a slow reader cannot hold a stream (and its upstream) forever. Returns
+/// whether the write completed, and the buffer unless the write was cancelled.
+async fn write_client<T: monoio::buf::IoBuf>(
+    stream: &mut super::stream::ClientStream,
+    buf: T,
+    limit: Duration,
+) -> (bool, Option<T>) {
+    match monoio::time::timeout(limit, stream.write_all(buf)).await {
+        Ok((res, buf)) => (res.is_ok(), Some(buf)),
+        Err(_) => (false, None),
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Scripted {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// Connections accepted.
     pub accepted: Arc<AtomicUsize>,
+    /// Connections that ended (closed by slotgate, or by the script).
+    pub ended: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -76,21 +78,26 @@ impl Scripted {
         let addr = l.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
         let script: Arc<Script> = Arc::new(script);
-        let (s2, a2) = (seen.clone(), accepted.clone());
+        let (s2, a2, e2) = (seen.clone(), accepted.clone(), ended.clone());
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
                 a2.fetch_add(1, Ordering::SeqCst);
-                let (s3, sc) = (s2.clone(), script.clone());
+                let (s3, sc, e3) = (s2.clone(), script.clone(), e2.clone());
                 let _ = c.set_nodelay(true);
-                std::thread::spawn(move || serve(c, s3, sc));
+                std::thread::spawn(move || {
+                    serve(c, s3, sc);
+                    e3.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         Scripted {
             addr,
             seen,
             accepted,
+            ended,
         }
     }
 
