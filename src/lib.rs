@@ -6,7 +6,10 @@
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod mock;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod tls;

@@ -72,15 +72,21 @@ enum Cmd {
     MockBackend(MockArgs),
 }
 
+/// Installs the subscriber. Events are formatted on the emitting thread; workers batch their
+/// lines (see `slotgate::logging`), other threads write each line at once.
 fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_env("SLOTGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // Colour codes only for a terminal: a journal or a file gets plain text (and the formatter
+    // skips the escape sequences, which cost on every access-log line).
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(slotgate::logging::Output);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),

@@ -34,6 +34,14 @@ impl Server {
         let front: SocketAddr = listen.addr.parse().map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("listen.addr: {e}"))
         })?;
+        if let Some(var) = listen.admin_token_env.as_deref() {
+            if std::env::var_os(var).is_none_or(|v| v.is_empty()) {
+                tracing::warn!(
+                    env = var,
+                    "admin token variable is not set: the admin API is locked"
+                );
+            }
+        }
         for u in &config.upstreams {
             if let Some(a) = &u.auth {
                 if let Some(var) = a.env.as_deref() {
@@ -47,6 +55,14 @@ impl Server {
             }
         }
         let control = Control::with_config(config);
+        let tls_cert = listen.tls_cert.as_deref();
+        control
+            .front_door()
+            .install(tls_cert, listen.tls_key.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(cert) = tls_cert {
+            tracing::info!(cert = %cert.display(), "front door speaks TLS (http/1.1)");
+        }
         control.set_route_explainer(Box::new(|snap, model, path| {
             let facts =
                 RequestFacts::new("POST", path).with_model(Some(model).filter(|m| !m.is_empty()));
@@ -57,6 +73,17 @@ impl Server {
         let shared = Arc::new(Shared::new(tuning, control.clone()));
         let workers = spawn_workers(shared.clone(), front)?;
         control.set_ready(workers.driver.as_str(), workers.handles.len());
+        shared.metrics.set_driver(workers.driver.as_str());
+        {
+            // Weak: control owns the hook, so a strong reference would keep control alive.
+            let metrics = shared.metrics.clone();
+            let weak = Arc::downgrade(&control);
+            control.set_metrics_hook(Box::new(move || {
+                weak.upgrade()
+                    .map(|c| metrics.render(&c))
+                    .unwrap_or_default()
+            }));
+        }
         let admin_addr = if listen.admin.is_empty() {
             None
         } else {
@@ -76,9 +103,13 @@ impl Server {
         })
     }
 
-    /// Stops accepting, lets in-flight exchanges finish until `deadline`, then returns whether
-    /// every worker finished in time.
+    /// Stops accepting (every worker closes its listener, so new connections are refused or go
+    /// to a new process on the same port), closes idle keep-alive connections, lets in-flight
+    /// exchanges and streams finish until `timeout`, then returns whether every worker finished
+    /// in time.
     pub fn drain(self, timeout: Duration) -> bool {
+        control::notify::stopping();
+        self.shared.metrics.set_draining();
         self.shared.draining.store(true, Ordering::Release);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -95,6 +126,8 @@ impl Server {
     /// Runs until `SIGTERM`/`SIGINT`, then drains within `tuning.drain_timeout_ms`.
     pub fn run_until_signalled(self) -> io::Result<()> {
         control::signal::install_term()?;
+        // Workers, listeners and signal handlers are up: tell systemd (no-op without it).
+        control::notify::ready();
         while !control::signal::term_requested() {
             std::thread::sleep(Duration::from_millis(50));
         }

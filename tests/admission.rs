@@ -436,6 +436,16 @@ fn admin_shows_queue_and_hold_state() {
     assert_eq!(chat["queue"]["waiting"], 1, "{chat}");
     assert_eq!(chat["queue"]["max_inflight"], 1);
     assert_eq!(chat["held"], 0);
+    let list = get(gate.addr, "/v1/models").json();
+    let m1 = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "m1")
+        .cloned()
+        .unwrap();
+    assert_eq!(m1["load"]["queued"], 1, "{m1}");
+    assert_eq!(m1["load"]["inflight"], 1, "{m1}");
     for h in hs {
         assert_eq!(h.join().unwrap().status, 200);
     }

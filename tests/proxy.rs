@@ -14,7 +14,7 @@ use support::*;
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
 
 fn tuning(driver: &str) -> String {
-    if driver == "epoll" || !monoio::utils::detect_uring() {
+    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
         "driver = \"epoll\"".into()
     } else {
         "driver = \"auto\"".into()

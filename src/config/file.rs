@@ -35,6 +35,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub registry: BTreeMap<String, Binding>,
     pub auth: Option<FrontAuth>,
+    /// The keys `[auth]` names, read at load (and so at every reload); `None` = no front-door auth.
+    pub front_keys: Option<std::sync::Arc<super::FrontKeys>>,
     pub tuning: Tuning,
     /// The file this came from, for reload.
     pub source: Option<PathBuf>,

@@ -5,9 +5,11 @@
 //! can list them all at once. A [`Config`] that exists has passed validation.
 
 mod file;
+mod keys;
 mod validate;
 
 pub use file::*;
+pub use keys::FrontKeys;
 pub use validate::{ConfigError, Problem};
 
 use std::path::{Path, PathBuf};
@@ -55,6 +57,10 @@ impl Config {
         };
         let mut cfg = validate::validate(raw, tuning)?;
         cfg.tuning_source = tuning_source;
+        if let Some(a) = &cfg.auth {
+            let keys = FrontKeys::load(a, base_dir).map_err(|(k, m)| ConfigError::single(k, m))?;
+            cfg.front_keys = Some(std::sync::Arc::new(keys));
+        }
         Ok(cfg)
     }
 }

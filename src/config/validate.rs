@@ -285,6 +285,7 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         upstreams,
         registry,
         auth: raw.auth,
+        front_keys: None,
         tuning,
         source: None,
         tuning_source: None,

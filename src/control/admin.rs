@@ -2,8 +2,8 @@
 //! thread per connection (low traffic), every error in the §4 envelope.
 //!
 //! `/admin/*` and `/metrics` need `Authorization: Bearer <token>` when `listen.admin_token_env`
-//! names a set variable (compared in constant time); `/healthz` and `/readyz` never do, so
-//! orchestrator probes keep working.
+//! is configured (compared in constant time; if the variable it names is unset they are locked,
+//! never open); `/healthz` and `/readyz` never do, so orchestrator probes keep working.
 
 use super::wire::{constant_time_eq, framing, Framing, Wire, WireError};
 use super::{Control, PushError};
@@ -33,7 +33,7 @@ pub fn spawn_admin(
     control: Arc<Control>,
     addr: SocketAddr,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = bind_reuseport(crate::proxy::sys::concrete_port(addr)?)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     let h = std::thread::Builder::new()
@@ -59,6 +59,18 @@ pub fn spawn_admin(
             }
         })?;
     Ok((local, h))
+}
+
+/// Binds with `SO_REUSEPORT` (like the front door), so a new slotgate can start on the same
+/// ports while the old one drains (README "Operations": upgrade).
+fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    Ok(s.into())
 }
 
 /// An answer: status, content type, body, extra header lines.
@@ -229,8 +241,15 @@ fn authorize(control: &Control, req: &Request) -> Result<(), Reply> {
     let Some(var) = control.config().listen.admin_token_env.clone() else {
         return Ok(());
     };
-    let Some(token) = std::env::var(&var).ok().filter(|t| !t.is_empty()) else {
-        return Ok(());
+    // A named but unset (or empty) variable locks the API rather than opening it: a token that
+    // went missing from the service environment must not turn authentication off.
+    let token = std::env::var(&var).ok().filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(Reply::error(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            format!("the admin API is locked: {var} (listen.admin_token_env) is not set"),
+        ))
+        .with_header("www-authenticate: Bearer"));
     };
     let given = req
         .authorization

@@ -81,32 +81,50 @@ pub fn owner<'s>(snap: &'s Snapshot, id: &str) -> Option<(&'s str, ModelStatus)>
     bound.map(|u| (u.name(), ModelStatus::Offline))
 }
 
-fn entry(snap: &Snapshot, id: &str) -> Value {
+/// Live load of an upstream for the model list (`{inflight, queued, held}`), if known.
+pub type LoadOf<'a> = &'a dyn Fn(&str) -> Option<Value>;
+
+fn entry(snap: &Snapshot, id: &str, load: LoadOf<'_>) -> Value {
     let (owned_by, status) = owner(snap, id).unwrap_or(("slotgate", ModelStatus::Offline));
-    json!({
+    let mut v = json!({
         "id": id,
         "object": "model",
         "created": 0,
         "owned_by": owned_by,
         "status": status.as_str(),
-    })
+    });
+    if let Some(l) = load(owned_by) {
+        v["load"] = l;
+    }
+    v
 }
 
 /// `GET /v1/models`: the OpenAI list of every listed id, sorted, with `owned_by` and `status`.
 pub fn models_list_json(snap: &Snapshot) -> Vec<u8> {
+    models_list_json_with(snap, &|_| None)
+}
+
+/// The same list with each entry's live `load` (queue depth, waiting and held requests of the
+/// upstream that would serve it), as the front door answers it.
+pub fn models_list_json_with(snap: &Snapshot, load: LoadOf<'_>) -> Vec<u8> {
     let data: Vec<Value> = listed_ids(snap)
         .into_iter()
-        .map(|id| entry(snap, id))
+        .map(|id| entry(snap, id, load))
         .collect();
     serde_json::to_vec(&json!({"object": "list", "data": data})).expect("json")
 }
 
 /// `GET /v1/models/{id}`: one entry, or `None` (the caller answers `404 dispatch.no_route`).
 pub fn model_json(snap: &Snapshot, id: &str) -> Option<Vec<u8>> {
+    model_json_with(snap, id, &|_| None)
+}
+
+/// One entry with its live `load`.
+pub fn model_json_with(snap: &Snapshot, id: &str, load: LoadOf<'_>) -> Option<Vec<u8>> {
     if !listed_ids(snap).contains(id) {
         return None;
     }
-    Some(serde_json::to_vec(&entry(snap, id)).expect("json"))
+    Some(serde_json::to_vec(&entry(snap, id, load)).expect("json"))
 }
 
 /// A worker's memo of the `GET /v1/models` body: rebuilt only when the snapshot epoch moves, so

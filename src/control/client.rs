@@ -1,11 +1,20 @@
-//! Minimal blocking HTTP/1.1 GET client for health probes and `/v1/models` fetches.
+//! Minimal blocking HTTP/1.1 GET client for health probes and `/v1/models` fetches, over plain
+//! TCP or TLS (`https://` upstreams: rustls' blocking stream with the upstream's roots,
+//! `ca_file` and `insecure_skip_verify`, as on the workers).
 //!
 //! Control threads only (std sockets, one hard deadline for connect + write + read), so a hung
 //! upstream costs its own prober thread at most `timeout` and never touches a worker.
 
-use super::wire::{framing, Framing, Wire, WireError};
+use super::wire::{framing, Framing, Wire, WireError, WireStream};
+use crate::config::{Scheme, UpstreamConfig};
+use parking_lot::Mutex;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Largest response body a control-side GET accepts (a big remote's model list fits).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -58,7 +67,7 @@ impl From<WireError> for ClientError {
 }
 
 /// `GET path` on the first address that accepts, sending `Host: authority` and `headers`
-/// (`name: value` pairs); the whole exchange ends within `timeout`.
+/// (`name: value` pairs); the whole exchange ends within `timeout`. Cleartext.
 pub fn get(
     addrs: &[SocketAddr],
     authority: &str,
@@ -66,7 +75,59 @@ pub fn get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    exchange("GET", addrs, authority, path, headers, None, timeout)
+    exchange("GET", addrs, authority, path, headers, None, timeout, None)
+}
+
+/// `GET path` on upstream `u` (at one of `addrs`) with its `Host`, its credential and, for an
+/// `https://` URL, TLS verified as `u` says.
+pub fn get_upstream(
+    u: &UpstreamConfig,
+    addrs: &[SocketAddr],
+    path: &str,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let url = u.parsed_url.as_ref().ok_or(ClientError::NoAddress)?;
+    let tls = if url.scheme == Scheme::Https {
+        let name = crate::tls::server_name(&url.host).map_err(ClientError::Failed)?;
+        let cfg = tls_config(u).map_err(ClientError::Failed)?;
+        Some((name, cfg))
+    } else {
+        None
+    };
+    let headers = super::auth_headers(u);
+    exchange(
+        "GET",
+        addrs,
+        &url.authority,
+        path,
+        &headers,
+        None,
+        timeout,
+        tls,
+    )
+}
+
+/// Control-side TLS client configs, shared by every probe and fetch so sessions resume. Keyed
+/// by the CA file's path and modification time, so a replaced file is read again.
+type TlsKey = (Option<PathBuf>, Option<SystemTime>, bool);
+
+fn tls_config(u: &UpstreamConfig) -> Result<Arc<ClientConfig>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<TlsKey, Arc<ClientConfig>>>> = OnceLock::new();
+    let mtime = u
+        .ca_file
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let key = (u.ca_file.clone(), mtime, u.insecure_skip_verify);
+    let mut cache = CACHE.get_or_init(Mutex::default).lock();
+    if let Some(c) = cache.get(&key) {
+        return Ok(c.clone());
+    }
+    let c = crate::tls::client_config(u.ca_file.as_deref(), u.insecure_skip_verify)?;
+    if cache.len() >= 64 {
+        cache.clear();
+    }
+    cache.insert(key, c.clone());
+    Ok(c)
 }
 
 /// `POST path` with a JSON body (the wake hook).
@@ -77,9 +138,19 @@ pub fn post_json(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    exchange("POST", addrs, authority, path, &[], Some(body), timeout)
+    exchange(
+        "POST",
+        addrs,
+        authority,
+        path,
+        &[],
+        Some(body),
+        timeout,
+        None,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn exchange(
     method: &str,
     addrs: &[SocketAddr],
@@ -88,10 +159,25 @@ fn exchange(
     headers: &[(String, String)],
     body: Option<&[u8]>,
     timeout: Duration,
+    tls: Option<(ServerName<'static>, Arc<ClientConfig>)>,
 ) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
     let stream = connect(addrs, deadline)?;
     let _ = stream.set_nodelay(true);
+    let stream = match tls {
+        None => WireStream::Plain(stream),
+        Some((name, cfg)) => {
+            // The handshake runs inside the first write: bound its reads by the deadline too.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout);
+            }
+            let _ = stream.set_read_timeout(Some(left));
+            let conn = rustls::ClientConnection::new(cfg, name)
+                .map_err(|e| ClientError::Failed(format!("tls: {e}")))?;
+            WireStream::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+        }
+    };
     let mut w = Wire::new(stream, deadline);
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {authority}\r\naccept: application/json\r\nuser-agent: slotgate\r\nconnection: close\r\n"

@@ -26,12 +26,15 @@ pub mod client;
 pub mod counters;
 mod flight;
 pub mod models;
+pub mod notify;
 mod prober;
 pub mod signal;
 mod wire;
 
 pub use admin::spawn_admin;
-pub use catalog::{model_json, models_list_json, CatalogMemo, ModelStatus};
+pub use catalog::{
+    model_json, model_json_with, models_list_json, models_list_json_with, CatalogMemo, ModelStatus,
+};
 pub use counters::{InflightGuard, UpstreamCounters};
 pub use flight::ModelsFetch;
 
@@ -45,7 +48,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use prober::Prober;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -113,6 +116,10 @@ pub struct Control {
     metrics: RwLock<Option<MetricsHook>>,
     explainer: RwLock<Option<RouteExplainer>>,
     sighup: AtomicBool,
+    /// Reloads applied / refused (`slotgate_reloads_total`, `slotgate_reload_failures_total`).
+    reloads: [AtomicU64; 2],
+    /// The front door's TLS certificate, refreshed by every reload.
+    front_tls: crate::tls::FrontDoor,
     /// Held requests wait for the next publication here.
     published: admission::PublishWaiters,
     /// Upstreams whose wake hook fired, and when (debounce).
@@ -189,6 +196,8 @@ impl Control {
             metrics: RwLock::new(None),
             explainer: RwLock::new(None),
             sighup: AtomicBool::new(false),
+            reloads: Default::default(),
+            front_tls: crate::tls::FrontDoor::default(),
             published: admission::PublishWaiters::default(),
             wakes: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
@@ -433,6 +442,17 @@ impl Control {
         }
     }
 
+    /// `{inflight, queued, held}` of `name` for the front door's model list.
+    pub fn load_json(&self, name: &str) -> Option<serde_json::Value> {
+        let c = self.counters(name)?;
+        Some(serde_json::json!({
+            "inflight": c.requests(),
+            "streams": c.streams(),
+            "queued": c.gate.waiting(),
+            "held": c.held(),
+        }))
+    }
+
     /// The in-flight counters of `name` (look up once per request; lock-free).
     pub fn counters(&self, name: &str) -> Option<Arc<UpstreamCounters>> {
         let m = self.counters.load();
@@ -532,14 +552,10 @@ impl Control {
             }
         };
         let url = cfg.parsed_url.as_ref().expect("fetchable has a url");
-        if url.scheme == crate::config::Scheme::Https {
-            tracing::warn!(upstream = %cfg.name, "models fetch over https is not supported by the control client yet");
-            return;
-        }
         let addrs = self.resolve(&cfg);
         let path = format!("{}/models", url.base_path);
         let timeout = Duration::from_millis(cfg.probe_timeout_ms).max(MIN_FETCH_TIMEOUT);
-        match client::get(&addrs, &url.authority, &path, &auth_headers(&cfg), timeout) {
+        match client::get_upstream(&cfg, &addrs, &path, timeout) {
             Ok(r) if (200..300).contains(&r.status) => match models::parse_model_ids(&r.body) {
                 Ok(ids) => {
                     tracing::debug!(upstream = %cfg.name, models = ids.len(), "model list fetched");
@@ -572,6 +588,11 @@ impl Control {
             .spawn(move || supervise(me))
     }
 
+    /// The front door's TLS state (certificate and key, swapped on reload).
+    pub fn front_door(&self) -> &crate::tls::FrontDoor {
+        &self.front_tls
+    }
+
     /// Installs the `SIGHUP` handler; the supervisor thread then reloads on every `SIGHUP`.
     pub fn handle_sighup(&self) -> std::io::Result<()> {
         signal::install_sighup()?;
@@ -590,7 +611,24 @@ impl Control {
 
     /// Re-reads the config file (and tuning profile) it came from; on error every problem is
     /// returned and the running snapshot stays untouched. Returns the published epoch.
+    /// Tells systemd (`RELOADING=1` ... `READY=1`) and counts the outcome.
     pub fn reload(&self) -> Result<u64, ConfigError> {
+        notify::reloading();
+        let r = self.reload_file();
+        self.reloads[usize::from(r.is_err())].fetch_add(1, Ordering::Relaxed);
+        notify::ready();
+        r
+    }
+
+    /// Reloads applied and reloads refused since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
+    }
+
+    fn reload_file(&self) -> Result<u64, ConfigError> {
         let old = self.config();
         let Some(path) = old.source.clone() else {
             return Err(ConfigError::single(
@@ -599,6 +637,12 @@ impl Control {
             ));
         };
         let cfg = Config::load(&path, old.tuning_source.as_deref())?;
+        self.front_tls
+            .reload(
+                cfg.listen.tls_cert.as_deref(),
+                cfg.listen.tls_key.as_deref(),
+            )
+            .map_err(|e| ConfigError::single("listen.tls_cert", e))?;
         Ok(self.apply_config(cfg))
     }
 

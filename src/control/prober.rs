@@ -6,8 +6,8 @@
 //! `probe_backoff_ms` (±10% jitter, the last step repeating); a probe that turns healthy triggers
 //! a models refresh.
 
-use super::{auth_headers, client, fetchable, key, Control, Ident};
-use crate::config::{Scheme, UpstreamConfig, UpstreamKind};
+use super::{client, fetchable, key, Control, Ident};
+use crate::config::{UpstreamConfig, UpstreamKind};
 use crate::routing::ProbeStatus;
 use parking_lot::{Condvar, Mutex};
 use std::sync::{Arc, Weak};
@@ -197,22 +197,10 @@ fn backoff(cfg: &UpstreamConfig, fails: usize, rng: &mut Jitter) -> Duration {
 /// One health probe: `GET health_path` on the upstream's host; 2xx is passing. `None` when the
 /// control client cannot probe it at all.
 fn probe(ctl: &Control, cfg: &UpstreamConfig) -> Option<bool> {
-    let url = cfg.parsed_url.as_ref()?;
-    if url.scheme == Scheme::Https {
-        // No TLS in the control client yet. Reporting it failing would take a probed https
-        // remote offline for good, so it is left unprobed (Unknown), loudly.
-        tracing::warn!(upstream = %cfg.name, "health probes over https are not supported yet; not probing");
-        return None;
-    }
+    cfg.parsed_url.as_ref()?;
     let addrs = ctl.resolve(cfg);
     Some(
-        match client::get(
-            &addrs,
-            &url.authority,
-            &cfg.health_path,
-            &auth_headers(cfg),
-            ms(cfg.probe_timeout_ms),
-        ) {
+        match client::get_upstream(cfg, &addrs, &cfg.health_path, ms(cfg.probe_timeout_ms)) {
             Ok(r) => (200..300).contains(&r.status),
             Err(e) => {
                 tracing::debug!(upstream = %cfg.name, error = %e, "probe failed");

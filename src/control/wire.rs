@@ -55,9 +55,63 @@ impl From<io::Error> for WireError {
     }
 }
 
+/// A control-side connection: plain TCP, or TLS to an `https://` upstream (rustls' blocking
+/// stream; the deadlines are socket timeouts on the TCP stream underneath).
+pub enum WireStream {
+    /// Cleartext.
+    Plain(TcpStream),
+    /// TLS client connection.
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl WireStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            WireStream::Plain(s) => s,
+            WireStream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl From<TcpStream> for WireStream {
+    fn from(s: TcpStream) -> WireStream {
+        WireStream::Plain(s)
+    }
+}
+
+impl Read for WireStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            WireStream::Plain(s) => s.read(buf),
+            // A peer that closes without close_notify ends the stream here as well (common
+            // with `connection: close`); framing still catches a short body.
+            WireStream::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for WireStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            WireStream::Plain(s) => s.write(buf),
+            WireStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WireStream::Plain(s) => s.flush(),
+            WireStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A socket with a read buffer and an absolute deadline for every operation.
 pub struct Wire {
-    stream: TcpStream,
+    stream: WireStream,
     buf: Vec<u8>,
     pos: usize,
     deadline: Instant,
@@ -65,9 +119,9 @@ pub struct Wire {
 
 impl Wire {
     /// Wraps a connected stream; every later read or write must finish before `deadline`.
-    pub fn new(stream: TcpStream, deadline: Instant) -> Wire {
+    pub fn new(stream: impl Into<WireStream>, deadline: Instant) -> Wire {
         Wire {
-            stream,
+            stream: stream.into(),
             buf: Vec::with_capacity(4096),
             pos: 0,
             deadline,
@@ -93,7 +147,7 @@ impl Wire {
         let mut off = 0;
         while off < bytes.len() {
             let left = self.remaining()?;
-            self.stream.set_write_timeout(Some(left))?;
+            self.stream.tcp().set_write_timeout(Some(left))?;
             match self.stream.write(&bytes[off..]) {
                 Ok(0) => return Err(WireError::Closed),
                 Ok(n) => off += n,
@@ -111,7 +165,7 @@ impl Wire {
             self.pos = 0;
         }
         let left = self.remaining()?;
-        self.stream.set_read_timeout(Some(left))?;
+        self.stream.tcp().set_read_timeout(Some(left))?;
         let mut chunk = [0u8; 8192];
         loop {
             match self.stream.read(&mut chunk) {

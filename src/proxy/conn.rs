@@ -2,9 +2,11 @@
 //! forward, relay, repeat (DESIGN.md §3).
 
 use super::exchange::{self, Outcome};
+use super::stream::ClientStream;
 use super::worker::Worker;
 use crate::http::request::Limits;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, RequestHead, Status};
+use crate::metrics::{Record, RequestLine};
 use bytes::{Buf, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -25,16 +27,20 @@ pub enum Body {
 
 /// A client connection's state between requests.
 pub struct ClientConn {
-    /// The client socket.
-    pub stream: TcpStream,
+    /// The client connection (plain, or TLS when `[listen] tls_cert` is set).
+    pub stream: ClientStream,
     /// A duplicate of the client fd used only to notice the client leaving mid-exchange.
-    pub watch: Option<TcpStream>,
+    pub watch: Option<Watch>,
     /// Request bytes read so far (the current request first, pipelined ones after it).
     pub buf: BytesMut,
     /// The relay buffer, reused by every response on this connection.
     pub relay: Option<Vec<u8>>,
     /// The parsed head of the current request (reused allocation).
     pub head: RequestHead,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// The current request's facts for metrics and the decision log (reused per request).
+    pub rec: Record,
 }
 
 struct ConnGuard(Rc<Worker>);
@@ -42,6 +48,7 @@ struct ConnGuard(Rc<Worker>);
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.conns.set(self.0.conns.get() - 1);
+        self.0.metrics.set_connections(self.0.conns.get());
     }
 }
 
@@ -57,17 +64,24 @@ enum ReadResult {
 /// Serves one accepted client connection until it closes.
 pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     w.conns.set(w.conns.get() + 1);
+    w.metrics.set_connections(w.conns.get());
     let _guard = ConnGuard(w.clone());
     let t = &w.shared.tuning;
+    super::sys::set_cloexec(stream.as_raw_fd());
     if t.tcp_nodelay {
         let _ = stream.set_nodelay(true);
     }
+    let Some(stream) = handshake(&w, stream, peer).await else {
+        return;
+    };
     let mut c = ClientConn {
         stream,
         watch: None,
         buf: BytesMut::with_capacity(t.read_buffer_bytes),
         relay: None,
         head: RequestHead::new(),
+        peer,
+        rec: Record::default(),
     };
     tracing::trace!(%peer, worker = w.id, "connection accepted");
     if w.conns.get() > t.max_connections {
@@ -86,7 +100,17 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             ReadResult::Closed => return,
             ReadResult::Refuse(reply) => {
                 let close = reply.code.closes_connection();
-                let _ = c.stream.write_all(reply.to_response("", close)).await;
+                c.rec.begin(c.buf.len());
+                let out = reply.to_response("", close);
+                c.rec
+                    .replied(reply.code.status(), Some(reply.code), out.len());
+                let _ = c.stream.write_all(out).await;
+                let req = RequestLine {
+                    client: c.peer,
+                    method: "",
+                    path: "",
+                };
+                w.metrics.finish(&mut c.rec, req);
                 if close {
                     return;
                 }
@@ -96,7 +120,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 continue;
             }
             ReadResult::Request { body, msg_len } => {
+                c.rec.begin(msg_len);
                 let outcome = exchange::handle(&w, &mut c, body).await;
+                finish_record(&w, &mut c);
                 c.buf.advance(msg_len);
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
@@ -107,9 +133,25 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// Hands the request's record over to the worker's metrics (and the decision log), once per
+/// request, while its head is still in the buffer.
+fn finish_record(w: &Worker, c: &mut ClientConn) {
+    let mut req = RequestLine {
+        client: c.peer,
+        method: "",
+        path: "",
+    };
+    if c.rec.wants_text() {
+        let buf = &c.buf[..];
+        req.method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
+        req.path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
+    }
+    w.metrics.finish(&mut c.rec, req);
+}
+
 /// Reads into the spare capacity of `buf` (appending), growing it by at least `min_free`.
 pub async fn read_more(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     mut buf: BytesMut,
     min_free: usize,
 ) -> (io::Result<usize>, BytesMut) {
@@ -125,7 +167,7 @@ pub async fn read_more(
 /// Reads with a deadline. `None` when the deadline passed (the read was cancelled: the buffer
 /// is gone and the connection must be closed).
 async fn read_until(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: BytesMut,
     min_free: usize,
     deadline: Instant,
@@ -157,14 +199,25 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
         let deadline = match head_deadline {
             Some(d) => d,
             None => {
-                if w.shared.is_draining() {
+                if w.shared.is_draining() || w.drain.fired() {
                     return ReadResult::Closed;
                 }
                 Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
             }
         };
         let buf = std::mem::take(&mut c.buf);
-        match read_until(&mut c.stream, buf, min_free, deadline).await {
+        let read = read_until(&mut c.stream, buf, min_free, deadline);
+        let read = if head_deadline.is_none() {
+            // Idle keep-alive: a drain closes the connection now (the cancelled read loses no
+            // request byte worth keeping: none had arrived).
+            monoio::select! {
+                r = read => r,
+                _ = w.drain.wait() => return ReadResult::Closed,
+            }
+        } else {
+            read.await
+        };
+        match read {
             None if head_deadline.is_some() => {
                 return ReadResult::Refuse(ErrorReply::new(
                     ErrorCode::RequestTimeout,
@@ -212,16 +265,8 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
             }
             while c.buf.len() < end {
                 let want = (end - c.buf.len()).max(min_free);
-                let buf = std::mem::take(&mut c.buf);
-                match read_until(&mut c.stream, buf, want, Instant::now() + body_idle).await {
-                    None => return timed_out(),
-                    Some((res, buf)) => {
-                        c.buf = buf;
-                        match res {
-                            Ok(0) | Err(_) => return ReadResult::Closed,
-                            Ok(_) => {}
-                        }
-                    }
+                if let Err(r) = read_body_more(c, want, body_idle, timed_out).await {
+                    return r;
                 }
             }
             ReadResult::Request {
@@ -251,6 +296,9 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                                     msg_len: pos,
                                 };
                             }
+                            // The payload is copied out: drop its wire bytes so the read buffer
+                            // holds only the head and one read, whatever the chunk overhead.
+                            pos = compact_after_head(&mut c.buf, head_len, pos);
                         }
                         Err(e) => {
                             return ReadResult::Refuse(ErrorReply::new(
@@ -260,17 +308,30 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                         }
                     }
                 }
-                let buf = std::mem::take(&mut c.buf);
-                match read_until(&mut c.stream, buf, min_free, Instant::now() + body_idle).await {
-                    None => return timed_out(),
-                    Some((res, buf)) => {
-                        c.buf = buf;
-                        match res {
-                            Ok(0) | Err(_) => return ReadResult::Closed,
-                            Ok(_) => {}
-                        }
-                    }
+                if let Err(r) = read_body_more(c, min_free, body_idle, timed_out).await {
+                    return r;
                 }
+            }
+        }
+    }
+}
+
+/// Reads more of a request body into `c.buf` (at least `want` bytes of room), within
+/// `body_idle`. `Err` carries what the connection must do instead: close, or answer 408.
+async fn read_body_more(
+    c: &mut ClientConn,
+    want: usize,
+    body_idle: Duration,
+    timed_out: impl Fn() -> ReadResult,
+) -> Result<(), ReadResult> {
+    let buf = std::mem::take(&mut c.buf);
+    match read_until(&mut c.stream, buf, want, Instant::now() + body_idle).await {
+        None => Err(timed_out()),
+        Some((res, buf)) => {
+            c.buf = buf;
+            match res {
+                Ok(0) | Err(_) => Err(ReadResult::Closed),
+                Ok(_) => Ok(()),
             }
         }
     }
@@ -291,18 +352,54 @@ async fn send_continue(c: &mut ClientConn) -> bool {
 
 impl ClientConn {
     /// The read-side watcher, created on first use.
-    pub fn watcher(&mut self) -> Option<&TcpStream> {
+    pub fn watcher(&mut self) -> Option<&Watch> {
         if self.watch.is_none() {
-            self.watch = super::sys::dup_stream(self.stream.as_raw_fd()).ok();
+            self.watch = super::sys::dup_stream(self.stream.as_raw_fd())
+                .ok()
+                .map(|sock| Watch {
+                    sock,
+                    tls: self.stream.is_tls(),
+                });
         }
         self.watch.as_ref()
     }
 }
 
+/// The read-side watcher: a duplicate of the client's raw TCP fd, polled for readability and
+/// peeked (never read), so it works the same under TLS.
+pub struct Watch {
+    sock: TcpStream,
+    tls: bool,
+}
+
+/// The TLS handshake on a front door with `[listen] tls_cert`, bounded by the header timeout;
+/// the plain stream otherwise. `None` when the handshake failed (the connection is closed).
+async fn handshake(w: &Worker, stream: TcpStream, peer: SocketAddr) -> Option<ClientStream> {
+    let Some(cfg) = w.shared.control.front_door().current() else {
+        return Some(ClientStream::Plain(stream));
+    };
+    let fd = stream.as_raw_fd();
+    let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
+    let limit = Duration::from_millis(w.shared.tuning.header_timeout_ms);
+    match monoio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(s), fd)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %io::Error::from(e), "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Resolves when the client has gone away (EOF or reset on its read side). Bytes waiting there
-/// are a pipelined request, not a departure: then it never resolves.
-pub async fn client_gone(watch: Option<&TcpStream>) {
-    let Some(watch) = watch else {
+/// are a pipelined request, not a departure: then it never resolves. Under TLS, waiting bytes
+/// may also be a `close_notify` alert in front of the FIN, so the socket is then checked for a
+/// peer hang-up (`POLLRDHUP`) every few milliseconds instead.
+pub async fn client_gone(watch: Option<&Watch>) {
+    let Some(Watch { sock: watch, tls }) = watch else {
         return std::future::pending().await;
     };
     loop {
@@ -311,11 +408,43 @@ pub async fn client_gone(watch: Option<&TcpStream>) {
         }
         match super::sys::peek(watch.as_raw_fd()) {
             super::sys::Peek::Eof | super::sys::Peek::Error => return,
+            super::sys::Peek::Data if *tls => loop {
+                if super::sys::peer_hung_up(watch.as_raw_fd()) {
+                    return;
+                }
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            },
             super::sys::Peek::Data => return std::future::pending().await,
             super::sys::Peek::Empty => {
                 // Spurious wake-up: wait again, but never spin.
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// Removes `buf[head_len..pos]` (decoded wire bytes) keeping the head and what follows `pos`;
+/// returns the new position (`head_len`).
+fn compact_after_head(buf: &mut BytesMut, head_len: usize, pos: usize) -> usize {
+    if pos > head_len {
+        let len = buf.len();
+        buf.copy_within(pos..len, head_len);
+        buf.truncate(head_len + (len - pos));
+    }
+    head_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_keeps_head_and_tail() {
+        let mut b = BytesMut::from(&b"HEAD|chunks-consumed|tail"[..]);
+        let pos = compact_after_head(&mut b, 5, 21);
+        assert_eq!(pos, 5);
+        assert_eq!(&b[..], b"HEAD|tail");
+        let pos = compact_after_head(&mut b, 5, 5);
+        assert_eq!((pos, &b[..]), (5, &b"HEAD|tail"[..]));
     }
 }

@@ -4,6 +4,7 @@
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
 use super::pool;
+use super::stream::UpstreamStream;
 use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
@@ -11,16 +12,13 @@ use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
 use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{
-    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot, Step,
-    UpstreamEntry,
+    dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot,
+    SnapshotRef, Step, UpstreamEntry,
 };
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the connection does after an exchange.
@@ -36,10 +34,12 @@ pub enum Outcome {
 pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The read-side watcher (a dup of the client fd) notices a client leaving while we wait.
     c.watcher();
-    let snap_rc = w.snap.get();
+    // The request keeps this `Rc` (no atomic touched) for its whole life, stream included.
+    let mut snap: SnapshotRef = w.snap.get();
     let client_keep_alive = c.head.keep_alive();
-    let mut snap: Arc<Snapshot> = Arc::clone(&snap_rc);
-    drop(snap_rc);
+    if !super::front_auth::allowed(&snap, c) {
+        return super::front_auth::refuse(w, c, client_keep_alive).await;
+    }
 
     // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
     let buf = &c.buf[..];
@@ -50,6 +50,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         .query(buf)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+    c.rec.request_id(request_id.as_str());
 
     if !(path == "/v1" || path.starts_with("/v1/")) {
         let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
@@ -60,12 +61,14 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
     if c.head.method() == crate::http::Method::Get {
         if path == "/v1/models" {
-            let body = crate::control::models_list_json(&snap);
+            let load = |n: &str| w.shared.control.load_json(n);
+            let body = crate::control::models_list_json_with(&snap, &load);
             return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
             let id = percent_decode(id);
-            return match crate::control::model_json(&snap, &id) {
+            let load = |n: &str| w.shared.control.load_json(n);
+            return match crate::control::model_json_with(&snap, &id, &load) {
                 Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
                 None => {
                     let reply = ErrorReply::new(
@@ -101,6 +104,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         model: bf.model(),
         stream: bf.stream,
     };
+    c.rec.model(rf.model_id());
 
     // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
     // not ready. With `on_loading = "hold"` the request waits for a publication that makes it
@@ -114,6 +118,13 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             Err(reply) => return reply_error(c, &reply, &request_id, client_keep_alive).await,
         };
         let entry = snap.upstream(decision.upstream);
+        c.rec.routed(
+            decision.breadcrumb,
+            entry.name(),
+            decision.route_header(&snap),
+            entry.live.models.is_warm(),
+            decision.stream,
+        );
         let state = entry.state();
         if state.is_ready() {
             break decision;
@@ -130,6 +141,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                 let d = now + Duration::from_millis(entry.cfg.hold_timeout_ms);
                 let guard = control.counters(entry.name()).map(|c| c.hold());
                 hold = Some((d, guard));
+                c.rec.wait_start();
                 d
             }
             None => now,
@@ -142,7 +154,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         let next = control.next_publish();
         let latest = control.cell().load();
         if latest.epoch != snap.epoch {
-            snap = latest;
+            snap = Rc::new(latest);
             continue;
         }
         let woken = monoio::select! {
@@ -150,10 +162,11 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
         };
         if woken {
-            snap = control.cell().load();
+            snap = Rc::new(control.cell().load());
         }
     };
     drop(hold);
+    c.rec.wait_end();
     let entry = snap.upstream(decision.upstream);
     let counters = control.counters(entry.name());
     let Some(&addr) = entry.live.addrs.first() else {
@@ -177,10 +190,12 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
                     .header(buf, snap.config.routing.priority_header.as_bytes())
                     .map_or(Priority::Normal, Priority::parse);
                 let wait = Duration::from_millis(entry.cfg.queue_timeout_ms);
+                c.rec.wait_start();
                 let res = monoio::select! {
                     r = cn.gate.enter(prio, wait) => r,
                     _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
                 };
+                c.rec.wait_end();
                 match res {
                     Ok(p) => Some(p),
                     Err(why) => {
@@ -234,17 +249,16 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         }
         None => out.extend_from_slice(body_bytes),
     }
-    let route = decision.route_header(&snap).to_string();
     let ctx = RelayCtx {
-        cfg: entry.cfg.clone(),
-        upstream: entry.name().to_string(),
-        route,
+        upstream_id: decision.upstream,
+        crumb: decision.breadcrumb,
         request_id,
         route_headers: snap.config.listen.route_headers,
         client_keep_alive,
         client_http10: c.head.version() == crate::http::Version::Http10,
         head_request: c.head.method() == crate::http::Method::Head,
-        addr,
+        addr: pool::Target::new(&w.pool, &snap, entry, addr),
+        snap: snap.clone(),
     };
     let mut inflight = counters.map(|cn| cn.request());
     if decision.stream {
@@ -252,7 +266,6 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
             g.streaming();
         }
     }
-    drop(snap);
     relay(w, c, &ctx, out).await
 }
 
@@ -260,7 +273,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
 /// fresher snapshot).
 async fn decide(
     w: &Rc<Worker>,
-    snap: &mut Arc<Snapshot>,
+    snap: &mut SnapshotRef,
     rf: &RequestFacts<'_>,
 ) -> Result<Decision, ErrorReply> {
     match dispatch(snap, rf, &FetchesDone::new()) {
@@ -269,7 +282,7 @@ async fn decide(
             let fetcher = super::port::ControlFetcher::new(w);
             let routed = dispatch_async(snap, rf, &fetcher).await;
             if let Some(s) = routed.snapshot {
-                *snap = s;
+                *snap = Rc::new(s);
             }
             routed.result.map_err(|e| e.to_reply())
         }
@@ -278,15 +291,33 @@ async fn decide(
 
 /// Per-exchange facts the relay needs once the snapshot is released.
 pub struct RelayCtx {
-    pub cfg: Arc<UpstreamConfig>,
-    pub upstream: String,
-    pub route: String,
+    /// The snapshot the decision was made on (its upstream entry, config and breadcrumb).
+    pub snap: SnapshotRef,
+    pub upstream_id: crate::routing::UpstreamId,
+    pub crumb: crate::routing::Breadcrumb,
     pub request_id: forward::RequestId,
     pub route_headers: bool,
     pub client_keep_alive: bool,
     pub client_http10: bool,
     pub head_request: bool,
-    pub addr: SocketAddr,
+    pub addr: pool::Target,
+}
+
+impl RelayCtx {
+    /// The chosen upstream's config.
+    pub fn cfg(&self) -> &UpstreamConfig {
+        &self.snap.upstream(self.upstream_id).cfg
+    }
+
+    /// The chosen upstream's name.
+    pub fn upstream(&self) -> &str {
+        self.snap.upstream(self.upstream_id).name()
+    }
+
+    /// The `X-Slotgate-Route` value (rendered once per snapshot).
+    pub fn route(&self) -> &str {
+        self.snap.route_header(self.upstream_id, self.crumb)
+    }
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
@@ -326,7 +357,10 @@ async fn reply_error(
 ) -> Outcome {
     let close = !keep_alive || reply.code.closes_connection();
     let extra = format!("x-request-id: {}\r\n", request_id.as_str());
-    let (res, _) = c.stream.write_all(reply.to_response(&extra, close)).await;
+    let out = reply.to_response(&extra, close);
+    c.rec
+        .replied(reply.code.status(), Some(reply.code), out.len());
+    let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || close {
         Outcome::Close
     } else {
@@ -372,6 +406,7 @@ async fn reply_json(
         .as_bytes(),
     );
     out.extend_from_slice(body);
+    c.rec.replied(status, None, out.len());
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || !keep_alive {
         Outcome::Close
@@ -398,7 +433,7 @@ enum Failure {
 }
 
 async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>) -> Outcome {
-    let cfg = &ctx.cfg;
+    let cfg = ctx.cfg();
     let started = Instant::now();
     let total_deadline = (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
     let mut out = out;
@@ -417,12 +452,12 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         attempt += 1;
         let (up, reused) = match w
             .pool
-            .checkout(ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
+            .checkout(&ctx.addr, Duration::from_millis(cfg.pool_idle_timeout_ms))
         {
             Some(s) => (s, true),
             None => {
                 match pool::connect(
-                    ctx.addr,
+                    &ctx.addr,
                     Duration::from_millis(cfg.connect_ms),
                     w.uring,
                     w.shared.tuning.tcp_nodelay,
@@ -433,7 +468,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                     Err(e) => {
                         let refused = e.kind() == io::ErrorKind::ConnectionRefused;
                         if refused {
-                            super::port::mark_down(w, &ctx.upstream);
+                            super::port::mark_down(w, ctx.upstream());
                         }
                         c.relay = Some(rbuf);
                         return fail(
@@ -464,7 +499,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                     }
                 }
                 if let Failure::Unavailable { refused: true, .. } = f {
-                    super::port::mark_down(w, &ctx.upstream);
+                    super::port::mark_down(w, ctx.upstream());
                 }
                 c.relay = Some(rbuf);
                 return fail(c, ctx, f).await;
@@ -473,6 +508,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
     };
     // Response head (1xx already skipped). Build the client's head and send it together with the
     // body bytes that came along.
+    c.rec.response_head(head.status());
     let framing = head.framing();
     let upstream_keep_alive = head.keep_alive();
     let dechunk = ctx.client_http10 && framing == BodyFraming::Chunked;
@@ -501,24 +537,30 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         }
     };
     let extra_after = take < avail.len();
+    c.rec.relayed(&avail[..take], &w.metrics);
+    c.rec.wrote(first.len());
     let (res, first) = c.stream.write_all(first).await;
     drop(first);
     // Client gone: `cancel` drops the upstream connection (never pooled); `drain` reads on.
     let mut client_dead = res.is_err();
+    if client_dead {
+        c.rec.client_gone();
+    }
     if client_dead && !drain {
         c.relay = Some(rbuf);
         return Outcome::Close;
     }
     if done {
-        if upstream_keep_alive && !extra_after && framing != BodyFraming::Close {
-            w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
-        }
-        c.relay = Some(rbuf);
-        return if close_client || client_dead {
-            Outcome::Close
-        } else {
-            Outcome::KeepAlive
-        };
+        let reusable = upstream_keep_alive && !extra_after && framing != BodyFraming::Close;
+        return complete(
+            w,
+            &mut c.relay,
+            ctx,
+            up,
+            rbuf,
+            reusable,
+            close_client || client_dead,
+        );
     }
 
     // Stream the rest: one reused buffer, bytes forwarded as they arrive.
@@ -530,6 +572,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         if let Some(d) = total_deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                c.rec.cut();
                 return Outcome::Close;
             }
             wait = wait.min(left);
@@ -542,9 +585,15 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         };
         let (res, b) = match r {
             // Client left mid-stream: drop the upstream connection now so generation stops.
-            None => return Outcome::Close,
+            None => {
+                c.rec.client_gone();
+                return Outcome::Close;
+            }
             // Stalled upstream: cut the stream (no terminating chunk).
-            Some(Err(_)) => return Outcome::Close,
+            Some(Err(_)) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
             Some(Ok(x)) => x,
         };
         rbuf = b;
@@ -552,6 +601,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             Ok(0) | Err(_) => {
                 if framing == BodyFraming::Close {
                     c.relay = Some(rbuf);
+                } else {
+                    c.rec.cut();
                 }
                 // Upstream ended: complete only for close-delimited bodies; otherwise it was cut.
                 return Outcome::Close;
@@ -561,9 +612,14 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         scratch.clear();
         let (take, done) = match body.feed(&rbuf[..n], dechunk.then_some(&mut scratch)) {
             Ok(x) => x,
-            Err(_) => return Outcome::Close,
+            Err(_) => {
+                c.rec.cut();
+                return Outcome::Close;
+            }
         };
+        c.rec.relayed(&rbuf[..take], &w.metrics);
         if !client_dead {
+            c.rec.wrote(if dechunk { scratch.len() } else { take });
             let res = if dechunk {
                 let (res, s) = c.stream.write_all(std::mem::take(&mut scratch)).await;
                 scratch = s;
@@ -574,6 +630,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
                 res
             };
             if res.is_err() {
+                c.rec.client_gone();
                 if !drain {
                     return Outcome::Close;
                 }
@@ -581,16 +638,40 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
             }
         }
         if done {
-            if upstream_keep_alive && take == n {
-                w.pool.checkin(ctx.addr, up, cfg.pool_max_idle as usize);
-            }
-            c.relay = Some(rbuf);
-            return if close_client || client_dead {
-                Outcome::Close
-            } else {
-                Outcome::KeepAlive
-            };
+            let reusable = upstream_keep_alive && take == n;
+            return complete(
+                w,
+                &mut c.relay,
+                ctx,
+                up,
+                rbuf,
+                reusable,
+                close_client || client_dead,
+            );
         }
+    }
+}
+
+/// A response that ended cleanly: pool the upstream connection when `reusable`, keep the relay
+/// buffer for the next exchange, and tell the connection whether to go on.
+fn complete(
+    w: &Rc<Worker>,
+    relay_buf: &mut Option<Vec<u8>>,
+    ctx: &RelayCtx,
+    up: UpstreamStream,
+    rbuf: Vec<u8>,
+    reusable: bool,
+    close: bool,
+) -> Outcome {
+    if reusable {
+        w.pool
+            .checkin(&ctx.addr, up, ctx.cfg().pool_max_idle as usize);
+    }
+    *relay_buf = Some(rbuf);
+    if close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
     }
 }
 
@@ -656,14 +737,14 @@ async fn send_and_wait_head(
     w: &Rc<Worker>,
     c: &mut ClientConn,
     ctx: &RelayCtx,
-    mut up: TcpStream,
+    mut up: UpstreamStream,
     reused: bool,
     out: Vec<u8>,
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
-) -> Result<(TcpStream, ResponseHead, usize, Vec<u8>), SendErr> {
-    let cfg = &ctx.cfg;
+) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
+    let cfg = ctx.cfg();
     let (res, out) = up.write_all(out).await;
     if let Err(e) = res {
         return Err((
@@ -676,6 +757,7 @@ async fn send_and_wait_head(
             rbuf,
         ));
     }
+    c.rec.sent();
     let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
     if let Some(d) = total_deadline {
         deadline = deadline.min(d);
@@ -763,27 +845,30 @@ async fn send_and_wait_head(
 
 async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
     let reply = match f {
-        Failure::ClientGone => return Outcome::Close,
+        Failure::ClientGone => {
+            c.rec.client_gone();
+            return Outcome::Close;
+        }
         Failure::Unavailable { reason, .. } => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' unavailable", ctx.upstream),
+            format!("upstream '{}' unavailable", ctx.upstream()),
         )
-        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
         Failure::Timeout => ErrorReply::new(
             ErrorCode::UpstreamTimeout,
             format!(
                 "upstream '{}' sent no response head within {} ms",
-                ctx.upstream, ctx.cfg.first_byte_ms
+                ctx.upstream(), ctx.cfg().first_byte_ms
             ),
         )
         .details(
-            serde_json::json!({"upstream": ctx.upstream, "first_byte_ms": ctx.cfg.first_byte_ms}),
+            serde_json::json!({"upstream": ctx.upstream(), "first_byte_ms": ctx.cfg().first_byte_ms}),
         ),
         Failure::BadResponse(reason) => ErrorReply::new(
             ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' sent an invalid response", ctx.upstream),
+            format!("upstream '{}' sent an invalid response", ctx.upstream()),
         )
-        .details(serde_json::json!({"upstream": ctx.upstream, "reason": reason})),
+        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
     };
     reply_error(c, &reply, &ctx.request_id, ctx.client_keep_alive).await
 }

@@ -152,12 +152,15 @@ pub fn response_head(
         .map(|h| h.value(buf))
         .collect();
     let mut has_id = false;
+    // RFC 9112 §6.3: with Transfer-Encoding present, Content-Length is void and must not be
+    // passed on (a client trusting it would mis-frame: response splitting).
+    let has_te = head.header(buf, b"transfer-encoding").is_some();
     for h in head.headers() {
         let name = h.name(buf);
         if is_hop_by_hop(name) || (!conn.is_empty() && connection_names(&conn, name)) {
             continue;
         }
-        if dechunk && name_eq(name, b"content-length") {
+        if (dechunk || has_te) && name_eq(name, b"content-length") {
             continue;
         }
         has_id |= name_eq(name, b"x-request-id");
@@ -176,9 +179,9 @@ pub fn response_head(
     }
     if ctx.route_headers {
         out.extend_from_slice(b"x-slotgate-route: ");
-        out.extend_from_slice(ctx.route.as_bytes());
+        out.extend_from_slice(ctx.route().as_bytes());
         out.extend_from_slice(b"\r\nx-slotgate-upstream: ");
-        out.extend_from_slice(ctx.upstream.as_bytes());
+        out.extend_from_slice(ctx.upstream().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if close_client {

@@ -2,17 +2,21 @@
 //! (DESIGN.md §3, §7).
 
 mod conn;
+mod drain;
 mod exchange;
 mod forward;
+mod front_auth;
 pub mod pool;
 pub mod port;
-mod sys;
+mod stream;
+pub(crate) mod sys;
 pub mod worker;
 
 pub use worker::{spawn_workers, Driver, Workers};
 
 use crate::config::Tuning;
 use crate::control::Control;
+use crate::metrics::Metrics;
 use crate::routing::SnapshotCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +33,8 @@ pub struct Shared {
     pub control: Arc<Control>,
     /// Seed of generated request ids (differs per process).
     pub id_seed: u64,
+    /// Per-worker recorders, merged at scrape (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -44,6 +50,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             control,
             id_seed: t ^ (u64::from(std::process::id()) << 32),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 

@@ -42,6 +42,20 @@ pub fn peek(fd: RawFd) -> Peek {
     }
 }
 
+/// Whether the peer shut its sending side down or the socket failed (`POLLRDHUP`/`POLLHUP`/
+/// `POLLERR`), even with unread bytes still queued in front of the FIN.
+pub fn peer_hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd on our stack for a socket the caller owns; timeout 0 never
+    // blocks.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Duplicates a socket fd into a second monoio stream used only to wait for readability, so a
 /// response can be written on the original while the read side is watched for the client leaving.
 pub fn dup_stream(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
@@ -121,4 +135,24 @@ pub fn allowed_cpus() -> Vec<usize> {
             .filter(|&c| libc::CPU_ISSET(c, &set))
             .collect()
     }
+}
+
+/// Marks `fd` close-on-exec. io_uring accepts do not, and a child process (a hook, a test
+/// harness, `sh -c`) would otherwise inherit client sockets and keep them open after we close
+/// ours: the client would never see EOF.
+pub fn set_cloexec(fd: RawFd) {
+    // SAFETY: `fd` is an open descriptor owned by the caller; F_SETFD only changes its flags.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
+/// `addr` with a concrete port: port 0 becomes a free port taken by an exclusive bind (then
+/// released). A port-0 bind with `SO_REUSEPORT` may be handed a port another reuse-port
+/// listener of this user already holds, and the two would then share connections.
+pub fn concrete_port(addr: SocketAddr) -> io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr)?.local_addr()
 }

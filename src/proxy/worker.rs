@@ -1,9 +1,11 @@
 //! Workers: one pinned monoio runtime per core, each with its own `SO_REUSEPORT` listener,
 //! connections, upstream pool and buffers (DESIGN.md §7 "Workers", "Driver").
 
+use super::drain::DrainSignal;
 use super::pool::Pool;
 use super::Shared;
 use crate::config::DriverChoice;
+use crate::metrics::WorkerMetrics;
 use crate::routing::LocalSnapshot;
 use monoio::net::{ListenerOpts, TcpListener};
 use std::cell::Cell;
@@ -36,7 +38,7 @@ impl Driver {
         match choice {
             DriverChoice::Epoll => Driver::Epoll,
             DriverChoice::IoUring | DriverChoice::Auto => {
-                if monoio::utils::detect_uring() {
+                if uring_available() {
                     Driver::IoUring
                 } else {
                     Driver::Epoll
@@ -44,6 +46,16 @@ impl Driver {
             }
         }
     }
+}
+
+/// Whether io_uring works here (`MONOIO_FORCE_LEGACY_DRIVER=1` says no). The probe ring is made
+/// on a throwaway thread: its teardown queues io_uring task work, signalled to the creating
+/// thread, which would otherwise interrupt (EINTR) that thread's next blocking socket call with a
+/// timeout. monoio caches the answer, so workers' later calls are free.
+pub fn uring_available() -> bool {
+    std::thread::spawn(monoio::utils::detect_uring)
+        .join()
+        .unwrap_or(false)
 }
 
 /// Per-worker state: everything here is touched by one thread only.
@@ -62,6 +74,10 @@ pub struct Worker {
     pub conns: Cell<usize>,
     /// Counter of generated request ids.
     pub next_id: Cell<u64>,
+    /// This worker's metrics recorder (only this worker and the scraper touch it).
+    pub metrics: Arc<WorkerMetrics>,
+    /// Fired when the worker starts draining: idle keep-alive connections close at once.
+    pub drain: DrainSignal,
 }
 
 impl Worker {
@@ -112,7 +128,7 @@ fn build_runtime(driver: Driver, entries: u32) -> io::Result<Rt> {
 /// listener (so the port is known when `addr` had port 0).
 pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Workers> {
     let tuning = shared.tuning.clone();
-    if tuning.driver == DriverChoice::IoUring && !monoio::utils::detect_uring() {
+    if tuning.driver == DriverChoice::IoUring && !uring_available() {
         return Err(io::Error::other(
             "tuning.driver = \"io_uring\" but io_uring is unavailable here",
         ));
@@ -126,7 +142,8 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
     };
     tracing::info!(driver = driver.as_str(), workers = n, "starting workers");
     let mut handles = Vec::with_capacity(n);
-    let mut bound = addr;
+    // Every worker joins one concrete port (see `concrete_port` for why not port 0).
+    let mut bound = super::sys::concrete_port(addr)?;
     for id in 0..n {
         let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();
@@ -162,6 +179,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                     };
                     let _ = tx.send(listener.local_addr());
                     let cell = shared.cell.clone();
+                    let metrics = shared.metrics.register_worker();
                     let w = Rc::new(Worker {
                         id,
                         shared,
@@ -170,6 +188,8 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                         uring: driver == Driver::IoUring,
                         conns: Cell::new(0),
                         next_id: Cell::new(0),
+                        metrics,
+                        drain: DrainSignal::default(),
                     });
                     accept_loop(w, listener).await;
                 });
@@ -190,12 +210,15 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
 }
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    crate::logging::batch_this_thread();
     let sweep_w = w.clone();
     monoio::spawn(async move {
         // Close idle pooled connections the upstream dropped or that aged out.
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
+            crate::logging::flush_thread();
             sweep_w.pool.sweep(Duration::from_secs(60));
+            sweep_w.metrics.set_pool_idle(sweep_w.pool.idle_counts());
             if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
                 break;
             }
@@ -229,9 +252,12 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
             }
         }
     }
+    // Refuse new connections from now on, and close idle keep-alive connections at once.
     drop(listener);
+    w.drain.fire();
     // Let in-flight connections finish (the drain deadline is enforced by the process).
     while w.conns.get() > 0 {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
+    crate::logging::flush_thread();
 }

@@ -23,7 +23,7 @@ pub use facts::{
     extract, extract_json, extract_multipart, remap_model, remap_segments, BodyFacts, FactsError,
     ModelSpan, RemappedBody, SpanEncoding,
 };
-pub use publish::{LocalSnapshot, SnapshotCell};
+pub use publish::{LocalSnapshot, SnapshotCell, SnapshotRef};
 pub use snapshot::*;
 
 #[cfg(test)]

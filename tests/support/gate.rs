@@ -4,7 +4,7 @@
 use slotgate::config::Config;
 use slotgate::server::Server;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +55,8 @@ pub enum Piece {
     Close,
 }
 
-type Script = dyn Fn(&Seen) -> Vec<Piece> + Send + Sync;
+/// A scripted answer: the pieces to send for one request.
+pub type Script = dyn Fn(&Seen) -> Vec<Piece> + Send + Sync;
 
 /// A raw upstream on `127.0.0.1:0`: every request on every connection is recorded and answered
 /// by `script`. Keep-alive unless the script closes.
@@ -82,6 +83,7 @@ impl Scripted {
                 let Ok(c) = c else { continue };
                 a2.fetch_add(1, Ordering::SeqCst);
                 let (s3, sc) = (s2.clone(), script.clone());
+                let _ = c.set_nodelay(true);
                 std::thread::spawn(move || serve(c, s3, sc));
             }
         });
@@ -103,8 +105,8 @@ impl Scripted {
     }
 }
 
-fn serve(mut c: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, script: Arc<Script>) {
-    let _ = c.set_nodelay(true);
+/// Serves one connection (plain, or a TLS stream from tests/tls.rs) with `script`.
+pub fn serve<S: Read + Write>(mut c: S, seen: Arc<Mutex<Vec<Seen>>>, script: Arc<Script>) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 65536];
     loop {

@@ -1,0 +1,404 @@
+//! Prometheus text exposition (format 0.0.4) of the merged recorders: counters, histograms
+//! (cumulative `_bucket{le}`, `_sum`, `_count` from hdrhistogram) and quantile gauges.
+
+use super::recorder::{Hist, Recorder};
+use crate::control::Control;
+use crate::routing::Snapshot;
+use std::fmt::Write;
+use std::time::Instant;
+
+/// Bucket bounds (seconds) of request-scale latencies.
+const LATENCY_LE: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Bucket bounds (seconds) of slotgate's own overheads (routing, overhead).
+const OVERHEAD_LE: &[f64] = &[
+    0.000_000_5,
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.005,
+    0.01,
+    0.1,
+    1.0,
+    10.0,
+];
+/// Quantiles exported as gauges.
+const QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999];
+
+pub(crate) struct Inputs<'a> {
+    pub rec: &'a Recorder,
+    pub control: &'a Control,
+    pub driver: &'static str,
+    pub draining: bool,
+    pub connections: u64,
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains(['\\', '"', '\n']) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Label text `k="v",...` (no braces) for one series.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{k}=\"{}\"", esc(v));
+    }
+    s
+}
+
+fn series(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {v}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+}
+
+/// One histogram's `_bucket`, `_sum`, `_count` series (header written by the caller).
+fn hist_series(out: &mut String, name: &str, lbl: &str, h: &Hist, les: &[f64]) {
+    let unit_s = h.unit_ns as f64 / 1e9;
+    let mut counts = vec![0u64; les.len()];
+    for v in h.h.iter_recorded() {
+        // The bucket's highest equivalent value: a sample is never counted below its bucket.
+        let secs = v.value_iterated_to() as f64 * unit_s;
+        if let Some(i) = les.iter().position(|le| secs <= *le) {
+            counts[i] += v.count_at_value();
+        }
+    }
+    let sep = if lbl.is_empty() { "" } else { "," };
+    let mut cum = 0;
+    for (le, c) in les.iter().zip(&counts) {
+        cum += c;
+        let _ = writeln!(out, "{name}_bucket{{{lbl}{sep}le=\"{le}\"}} {cum}");
+    }
+    let total = h.h.len();
+    let _ = writeln!(out, "{name}_bucket{{{lbl}{sep}le=\"+Inf\"}} {total}");
+    series(out, &format!("{name}_sum"), lbl, h.sum_ns as f64 / 1e9);
+    series(out, &format!("{name}_count"), lbl, total);
+}
+
+fn quantile_series(out: &mut String, name: &str, lbl: &str, h: &Hist) {
+    if h.h.is_empty() {
+        return;
+    }
+    let unit_s = h.unit_ns as f64 / 1e9;
+    let sep = if lbl.is_empty() { "" } else { "," };
+    for q in QUANTILES {
+        let v = h.h.value_at_quantile(*q) as f64 * unit_s;
+        let _ = writeln!(out, "{name}{{{lbl}{sep}quantile=\"{q}\"}} {v}");
+    }
+}
+
+/// A per-upstream counter family: name, help, and how to read it from the stats.
+type PerUpstream = (
+    &'static str,
+    &'static str,
+    fn(&super::recorder::UpstreamStats) -> u64,
+);
+
+/// A histogram family plus its `<base>_quantile_seconds` gauge family, over labelled series.
+fn hist_family(out: &mut String, base: &str, help: &str, les: &[f64], items: &[(String, &Hist)]) {
+    let name = format!("{base}_seconds");
+    header(out, &name, "histogram", help);
+    for (lbl, h) in items {
+        hist_series(out, &name, lbl, h, les);
+    }
+    let q = format!("{base}_quantile_seconds");
+    header(
+        out,
+        &q,
+        "gauge",
+        &format!("Quantiles of {name} since start (hdrhistogram, 1% precision)."),
+    );
+    for (lbl, h) in items {
+        quantile_series(out, &q, lbl, h);
+    }
+}
+
+pub(crate) fn render(i: &Inputs<'_>) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let o = &mut out;
+    let rec = i.rec;
+    let mut ups: Vec<(&String, &super::recorder::UpstreamStats)> = rec.upstreams.iter().collect();
+    ups.sort_by(|a, b| a.0.cmp(b.0));
+
+    header(
+        o,
+        "slotgate_info",
+        "gauge",
+        "Build and runtime facts; the IO driver the workers got (io_uring or epoll).",
+    );
+    series(
+        o,
+        "slotgate_info",
+        &labels(&[("driver", i.driver), ("version", env!("CARGO_PKG_VERSION"))]),
+        1,
+    );
+    header(
+        o,
+        "slotgate_draining",
+        "gauge",
+        "1 while a graceful stop drains in-flight requests.",
+    );
+    series(o, "slotgate_draining", "", u8::from(i.draining));
+
+    header(
+        o,
+        "slotgate_requests_total",
+        "counter",
+        "Requests answered, by upstream (empty: none), route kind (container, registry, passthrough, prefetched, capability, none) and status (499: client left first).",
+    );
+    for (name, s) in &ups {
+        for ((kind, status), n) in &s.requests {
+            let st = status.to_string();
+            let l = labels(&[
+                ("upstream", name),
+                ("route", kind.as_str()),
+                ("status", &st),
+            ]);
+            series(o, "slotgate_requests_total", &l, n);
+        }
+    }
+    header(
+        o,
+        "slotgate_errors_total",
+        "counter",
+        "Error answers slotgate produced itself, by error code (DESIGN.md section 4).",
+    );
+    for (code, n) in &rec.errors {
+        series(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
+    }
+    let per_upstream: [PerUpstream; 5] = [
+        (
+            "slotgate_client_aborts_total",
+            "Requests whose client went away before the response ended.",
+            |s| s.client_aborts,
+        ),
+        (
+            "slotgate_responses_cut_total",
+            "Responses ended without their terminating chunk/length (upstream died, stalled or misframed).",
+            |s| s.cut,
+        ),
+        (
+            "slotgate_request_bytes_total",
+            "Request bytes received from clients (head and body).",
+            |s| s.bytes_in,
+        ),
+        (
+            "slotgate_response_bytes_total",
+            "Response bytes written to clients (head and body).",
+            |s| s.bytes_out,
+        ),
+        (
+            "slotgate_sse_events_total",
+            "Server-sent events relayed (blank-line separators in streamed bodies).",
+            |s| s.sse_events,
+        ),
+    ];
+    for (name, help, f) in per_upstream {
+        header(o, name, "counter", help);
+        for (u, s) in &ups {
+            series(o, name, &labels(&[("upstream", u)]), f(s));
+        }
+    }
+
+    let lbl = |u: &str| labels(&[("upstream", u)]);
+    hist_family(
+        o,
+        "slotgate_routing",
+        "Request received to routing decision (facts, dispatch, any cold prefetch); requests that got a decision.",
+        OVERHEAD_LE,
+        &[(String::new(), &rec.routing)],
+    );
+    hist_family(
+        o,
+        "slotgate_overhead",
+        "Time slotgate added to forwarded requests: total duration minus time waiting on the upstream (request sent to last response byte read).",
+        OVERHEAD_LE,
+        &[(String::new(), &rec.overhead)],
+    );
+    hist_family(
+        o,
+        "slotgate_queue_wait",
+        "Admission wait (hold/queue) before forwarding.",
+        LATENCY_LE,
+        &[(String::new(), &rec.queue_wait)],
+    );
+    let items: Vec<(String, &Hist)> = ups.iter().map(|(u, s)| (lbl(u), &s.ttfb)).collect();
+    hist_family(
+        o,
+        "slotgate_ttfb",
+        "Request received to the first response byte sent to the client.",
+        LATENCY_LE,
+        &items,
+    );
+    let items: Vec<(String, &Hist)> = ups.iter().map(|(u, s)| (lbl(u), &s.duration)).collect();
+    hist_family(
+        o,
+        "slotgate_request_duration",
+        "Request received to response end (streams included).",
+        LATENCY_LE,
+        &items,
+    );
+    let items: Vec<(String, &Hist)> = ups
+        .iter()
+        .filter(|(_, s)| !s.sse_gap.h.is_empty())
+        .map(|(u, s)| (lbl(u), &s.sse_gap))
+        .collect();
+    hist_family(
+        o,
+        "slotgate_sse_gap",
+        "Gap between reads of a stream that carried SSE events (inter-token latency as relayed).",
+        LATENCY_LE,
+        &items,
+    );
+
+    header(
+        o,
+        "slotgate_active_connections",
+        "gauge",
+        "Open client connections (all workers).",
+    );
+    series(o, "slotgate_active_connections", "", i.connections);
+
+    // Upstream-keyed gauges from control's view.
+    let (config, live, epoch) = i.control.live_view();
+    let view = Snapshot::build(config, &live, epoch);
+    let now = Instant::now();
+    header(
+        o,
+        "slotgate_pool_idle_connections",
+        "gauge",
+        "Idle pooled upstream connections (as of each worker's last sweep, at most 1 s old).",
+    );
+    for u in view.upstreams.iter().filter(|u| !u.live.addrs.is_empty()) {
+        let idle: usize = rec
+            .pool_idle
+            .iter()
+            .filter(|(a, _)| u.live.addrs.contains(a))
+            .map(|(_, n)| n)
+            .sum();
+        series(o, "slotgate_pool_idle_connections", &lbl(u.name()), idle);
+    }
+    header(
+        o,
+        "slotgate_queue_depth",
+        "gauge",
+        "Requests waiting in the upstream's concurrency queue (max_inflight reached).",
+    );
+    for u in &view.upstreams {
+        let d = i.control.counters(u.name()).map_or(0, |c| c.gate.waiting());
+        series(o, "slotgate_queue_depth", &lbl(u.name()), d);
+    }
+    header(
+        o,
+        "slotgate_held_requests",
+        "gauge",
+        "Requests held for a loading slot (on_loading = \"hold\").",
+    );
+    for u in &view.upstreams {
+        let d = i.control.counters(u.name()).map_or(0, |c| c.held());
+        series(o, "slotgate_held_requests", &lbl(u.name()), d);
+    }
+    header(
+        o,
+        "slotgate_upstream_models_age_seconds",
+        "gauge",
+        "Age of the upstream's fetched /v1/models cache (absent until the first fetch).",
+    );
+    for u in &view.upstreams {
+        if let Some(t) = u.live.models.fetched_at {
+            let age = now.saturating_duration_since(t).as_secs_f64();
+            series(
+                o,
+                "slotgate_upstream_models_age_seconds",
+                &lbl(u.name()),
+                age,
+            );
+        }
+    }
+    header(
+        o,
+        "slotgate_upstream_probe_age_seconds",
+        "gauge",
+        "Time since the upstream's last health probe (absent until the first).",
+    );
+    for u in &view.upstreams {
+        if let Some(t) = u.live.last_probe_at {
+            let age = now.saturating_duration_since(t).as_secs_f64();
+            series(
+                o,
+                "slotgate_upstream_probe_age_seconds",
+                &lbl(u.name()),
+                age,
+            );
+        }
+    }
+    let (reloads, failures) = i.control.reload_counts();
+    header(
+        o,
+        "slotgate_reloads_total",
+        "counter",
+        "Config reloads applied (SIGHUP or POST /admin/reload).",
+    );
+    series(o, "slotgate_reloads_total", "", reloads);
+    header(
+        o,
+        "slotgate_reload_failures_total",
+        "counter",
+        "Config reloads refused (the running snapshot stayed).",
+    );
+    series(o, "slotgate_reload_failures_total", "", failures);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Hist::micros();
+        h.record(Duration::from_micros(80));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(400));
+        let mut out = String::new();
+        hist_series(&mut out, "x_seconds", "upstream=\"a\"", &h, LATENCY_LE);
+        assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"0.0001\"} 1\n"));
+        assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"0.005\"} 2\n"));
+        assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"300\"} 2\n"));
+        assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_seconds_count{upstream=\"a\"} 3\n"));
+        assert!(out.contains("x_seconds_sum{upstream=\"a\"} 400.00308\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(labels(&[("u", "a\"b\\c\nd")]), r#"u="a\"b\\c\nd""#);
+    }
+}

@@ -1,0 +1,43 @@
+//! The front-door key check (DESIGN.md §4 `auth.unauthorized`): every front-door path, the
+//! model list included, before anything is routed or forwarded.
+
+use super::conn::ClientConn;
+use super::exchange::Outcome;
+use super::forward::RequestId;
+use super::worker::Worker;
+use crate::http::{ErrorCode, ErrorReply};
+use crate::routing::Snapshot;
+use monoio::io::AsyncWriteRentExt;
+
+/// Whether the request in `c` may pass: no `[auth]` configured, or it carries an accepted key.
+/// Uses the keys of the request's snapshot, so a reload applies to the next request.
+#[inline]
+pub fn allowed(snap: &Snapshot, c: &ClientConn) -> bool {
+    match &snap.config.front_keys {
+        None => true,
+        Some(keys) => keys.accepts_request(c.head.authorization(&c.buf), c.head.x_api_key(&c.buf)),
+    }
+}
+
+/// Answers `401 auth.unauthorized` with `WWW-Authenticate: Bearer`. The request was framed
+/// correctly, so the connection stays usable.
+pub async fn refuse(w: &Worker, c: &mut ClientConn, keep_alive: bool) -> Outcome {
+    let id = RequestId::of(w, c.head.request_id(&c.buf));
+    let reply = ErrorReply::new(
+        ErrorCode::Unauthorized,
+        "a valid API key is required (Authorization: Bearer <key> or X-Api-Key: <key>)",
+    );
+    let extra = format!(
+        "www-authenticate: Bearer\r\nx-request-id: {}\r\n",
+        id.as_str()
+    );
+    let (res, _) = c
+        .stream
+        .write_all(reply.to_response(&extra, !keep_alive))
+        .await;
+    if res.is_err() || !keep_alive {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    }
+}

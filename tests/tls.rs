@@ -1,0 +1,610 @@
+//! TLS end to end (issue 9, README "TLS"): `https://` upstreams behind the workers and the
+//! control client (probes, `/v1/models`, cold prefetch, credential injection), and the front door
+//! over TLS with a certificate reload. Certificates are generated here with rcgen; the TLS mock
+//! upstream is the scripted raw upstream of `support::gate` behind rustls' blocking server stream.
+
+mod support;
+
+use serde_json::Value;
+use slotgate::server::Server;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::gate::{json_response, serve, start_gate, Piece, Script, Seen};
+use support::*;
+
+const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
+
+fn tuning(driver: &str) -> String {
+    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
+        "driver = \"epoll\"".into()
+    } else {
+        "driver = \"auto\"".into()
+    }
+}
+
+/// A throwaway CA and a `localhost`/`127.0.0.1` server certificate it signed, as PEM files.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "slotgate-tls-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Pki { dir };
+        pki.issue(
+            "ca.pem",
+            "cert.pem",
+            "key.pem",
+            &format!("slotgate test CA {tag}"),
+        );
+        pki
+    }
+
+    /// Issues a fresh CA and leaf into the named files (a reload test issues a second set).
+    fn issue(&self, ca: &str, cert: &str, key: &str, ca_name: &str) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, ca_name);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+        std::fs::write(self.dir.join(ca), ca_cert.pem()).unwrap();
+        std::fs::write(self.dir.join(cert), leaf_cert.pem()).unwrap();
+        std::fs::write(self.dir.join(key), leaf_key.serialize_pem()).unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The scripted upstream of `support::gate`, speaking TLS with `pki`'s server certificate.
+struct TlsScripted {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl TlsScripted {
+    fn start(
+        pki: &Pki,
+        script: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static,
+    ) -> TlsScripted {
+        let cfg = slotgate::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem"))
+            .expect("server config");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let script: Arc<Script> = Arc::new(script);
+        let (s2, a2) = (seen.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                a2.fetch_add(1, Ordering::SeqCst);
+                let _ = c.set_nodelay(true);
+                let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                let (s3, sc) = (s2.clone(), script.clone());
+                std::thread::spawn(move || serve(rustls::StreamOwned::new(conn, c), s3, sc));
+            }
+        });
+        TlsScripted {
+            addr,
+            seen,
+            accepted,
+        }
+    }
+
+    /// `https://localhost:port/v1` (a DNS name, so SNI is sent).
+    fn url(&self) -> String {
+        format!("https://localhost:{}/v1", self.addr.port())
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// An upstream table; `extra` lines go inside it (`ca_file`, `models`, `auth` …).
+fn upstream(name: &str, kind: &str, url: &str, extra: &str) -> String {
+    format!("[[upstream]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+fn ca_line(p: &Path) -> String {
+    format!("ca_file = {:?}\n", p.display().to_string())
+}
+
+fn body_after_head(raw: &[u8]) -> &[u8] {
+    let i = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    &raw[i + 4..]
+}
+
+fn sse_chunks(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let ev = format!("data: {{\"i\":{i},\"pad\":\"{}\"}}\n\n", "y".repeat(i * 5));
+            format!("{:x}\r\n{ev}\r\n", ev.len()).into_bytes()
+        })
+        .chain([b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n".to_vec()])
+        .collect()
+}
+
+/// JSON and SSE through an `https://` upstream arrive byte for byte; the TLS connection is pooled.
+fn https_upstream_relay(driver: &str) {
+    let pki = Pki::new("relay");
+    let json = r#"{"id":"c1","object":"chat.completion","choices":[{"message":{"content":"hi"}}]}"#;
+    let chunks = sse_chunks(5);
+    let wire = chunks.concat();
+    let script_chunks = chunks.clone();
+    let up = TlsScripted::start(&pki, move |seen| {
+        if String::from_utf8_lossy(&seen.body).contains("\"stream\":true") {
+            let mut v = vec![Piece::Bytes(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+            )];
+            for c in &script_chunks {
+                v.push(Piece::Pause(Duration::from_millis(10)));
+                v.push(Piece::Bytes(c.clone()));
+            }
+            v
+        } else {
+            vec![Piece::Bytes(json_response(json))]
+        }
+    });
+    let cfg = upstream(
+        "up",
+        "remote",
+        &up.url(),
+        &format!("models = [\"m1\"]\n{}", ca_line(&pki.ca())),
+    );
+    let gate = start_gate(&cfg, &tuning(driver));
+    let mut c = Conn::connect(gate.addr);
+    let r = c.request(post_raw("/v1/chat/completions", r#"{"model":"m1"}"#, &[]).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, json.as_bytes());
+    assert_eq!(r.header("x-upstream"), Some("scripted"));
+    let r = c.request(
+        post_raw(
+            "/v1/chat/completions",
+            r#"{"model":"m1","stream":true}"#,
+            &[],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.complete);
+    assert_eq!(body_after_head(&r.raw), &wire[..], "SSE relayed verbatim");
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("host").as_deref(),
+        Some(&*format!("localhost:{}", up.addr.port()))
+    );
+    assert_eq!(seen[0].body, br#"{"model":"m1"}"#);
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        1,
+        "the TLS connection was pooled and reused"
+    );
+}
+
+#[test]
+fn https_upstream_relay_io_uring() {
+    https_upstream_relay(DRIVERS[0]);
+}
+
+#[test]
+fn https_upstream_relay_epoll() {
+    https_upstream_relay(DRIVERS[1]);
+}
+
+/// A server certificate from a CA the upstream does not trust: 502 with rustls' reason.
+#[test]
+fn wrong_ca_is_502_with_tls_reason() {
+    let pki = Pki::new("server");
+    let other = Pki::new("other");
+    let up = TlsScripted::start(&pki, |_| vec![Piece::Bytes(json_response("{}"))]);
+    let cfg = upstream(
+        "up",
+        "remote",
+        &up.url(),
+        &format!("models = [\"m1\"]\n{}", ca_line(&other.ca())),
+    );
+    let gate = start_gate(&cfg, &tuning("auto"));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
+    assert_eq!(r.status, 502, "{}", r.text());
+    let v: Value = r.json();
+    assert_eq!(v["error"]["code"], "dispatch.upstream_unavailable");
+    let reason = v["error"]["details"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("invalid peer certificate") && reason.contains("UnknownIssuer"),
+        "reason: {reason}"
+    );
+    assert!(
+        up.seen().is_empty(),
+        "no request crossed an unverified connection"
+    );
+}
+
+/// `insecure_skip_verify = true` accepts the untrusted certificate.
+#[test]
+fn insecure_skip_verify_accepts_any_certificate() {
+    let pki = Pki::new("insecure");
+    let up = TlsScripted::start(&pki, |_| vec![Piece::Bytes(json_response("{\"ok\":1}"))]);
+    let cfg = upstream(
+        "up",
+        "remote",
+        &format!("https://127.0.0.1:{}/v1", up.addr.port()),
+        "models = [\"m1\"]\ninsecure_skip_verify = true\n",
+    );
+    let gate = start_gate(&cfg, &tuning("auto"));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"{\"ok\":1}");
+}
+
+fn models_body(ids: &[&str]) -> String {
+    let data: Vec<String> = ids
+        .iter()
+        .map(|m| format!("{{\"id\":\"{m}\",\"object\":\"model\"}}"))
+        .collect();
+    format!("{{\"object\":\"list\",\"data\":[{}]}}", data.join(","))
+}
+
+/// Step 3 fetches an `https://` remote's model list (with its bearer credential) and routes there.
+#[test]
+fn cold_prefetch_over_https_with_credential() {
+    let pki = Pki::new("prefetch");
+    // The list is empty at start-up, so the cache stays cold until a request needs it.
+    let lists = Arc::new(AtomicUsize::new(0));
+    let lists2 = lists.clone();
+    let up = TlsScripted::start(&pki, move |seen| {
+        if seen.request_line().starts_with("GET /v1/models") {
+            let ids: &[&str] = if lists2.fetch_add(1, Ordering::SeqCst) == 0 {
+                &[]
+            } else {
+                &["tls-model"]
+            };
+            vec![Piece::Bytes(json_response(&models_body(ids)))]
+        } else {
+            vec![Piece::Bytes(json_response("{\"routed\":true}"))]
+        }
+    });
+    std::env::set_var("SLOTGATE_TLS_TEST_KEY", "sekrit");
+    let cfg = upstream(
+        "far",
+        "remote",
+        &up.url(),
+        &format!(
+            "models_refresh_ms = 600000\nauth = {{ style = \"bearer\", env = \"SLOTGATE_TLS_TEST_KEY\" }}\n{}",
+            ca_line(&pki.ca())
+        ),
+    );
+    let gate = start_gate(&cfg, &tuning("auto"));
+    // The start-up fetch (empty list) must be recorded before the request, or the request's
+    // prefetch would join that flight and see its empty answer (the admin API shows live state).
+    let admin = gate.admin_addr.unwrap();
+    assert!(wait_until(Duration::from_secs(5), || {
+        let v = get(admin, "/admin/upstreams").json();
+        v["upstreams"][0]["models"]["age_ms"].is_number()
+    }));
+    let r = post_json(
+        gate.addr,
+        "/v1/chat/completions",
+        r#"{"model":"tls-model"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-slotgate-route"), Some("prefetched:far"));
+    assert_eq!(r.body, b"{\"routed\":true}");
+    let seen = up.seen();
+    let fetch = seen
+        .iter()
+        .find(|s| s.request_line().starts_with("GET /v1/models"))
+        .expect("models fetched over TLS");
+    assert_eq!(
+        fetch.header("authorization").as_deref(),
+        Some("Bearer sekrit")
+    );
+    let fwd = seen
+        .iter()
+        .find(|s| s.request_line().starts_with("POST"))
+        .unwrap();
+    assert_eq!(
+        fwd.header("authorization").as_deref(),
+        Some("Bearer sekrit")
+    );
+}
+
+/// A `container` upstream on https: probes and `/v1/models` refreshes run over TLS, so it becomes
+/// ready and is preempted to (step 0).
+#[test]
+fn container_probed_over_https() {
+    let pki = Pki::new("probe");
+    let up = TlsScripted::start(&pki, |seen| {
+        let line = seen.request_line();
+        if line.starts_with("GET /health") {
+            vec![Piece::Bytes(json_response("{\"status\":\"ok\"}"))]
+        } else if line.starts_with("GET /v1/models") {
+            vec![Piece::Bytes(json_response(&models_body(&["boxed"])))]
+        } else {
+            vec![Piece::Bytes(json_response("{\"from\":\"container\"}"))]
+        }
+    });
+    let cfg = upstream(
+        "box",
+        "container",
+        &up.url(),
+        &format!(
+            "probe_interval_ms = 100\nprobe_backoff_ms = [100]\nmodels_refresh_ms = 200\n{}",
+            ca_line(&pki.ca())
+        ),
+    );
+    let gate = start_gate(&cfg, &tuning("auto"));
+    let ok = wait_until(Duration::from_secs(10), || {
+        let s = gate.control.snapshot();
+        s.by_name("box")
+            .is_some_and(|u| u.state().is_ready() && u.live.models.ids.iter().any(|m| m == "boxed"))
+    });
+    assert!(ok, "https container never became ready");
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"boxed"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-slotgate-route"), Some("container:box"));
+}
+
+// ---- The front door over TLS ----
+
+/// Starts slotgate from a config file (so `/admin/reload` can re-read it) whose front door speaks
+/// TLS with `pki`'s `cert.pem`/`key.pem`.
+fn start_tls_gate(pki: &Pki, upstreams: &str, driver: &str) -> Server {
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\n{upstreams}\n\n[tuning]\ncores = 1\n{}\n",
+        pki.path("cert.pem").display().to_string(),
+        pki.path("key.pem").display().to_string(),
+        tuning(driver)
+    );
+    let path = pki.path("slotgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = slotgate::config::Config::load(&path, None).expect("config");
+    Server::start(cfg).expect("start slotgate")
+}
+
+/// A TLS client connection to the front door that trusts only `ca`.
+fn tls_connect(
+    addr: SocketAddr,
+    ca: &Path,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap())
+        .map_err(std::io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    // Drive the handshake now so a bad certificate fails here.
+    s.flush()?;
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+use rustls::pki_types::pem::PemObject;
+
+fn has(got: &[u8], needle: &[u8]) -> bool {
+    got.windows(needle.len()).any(|w| w == needle)
+}
+
+/// curl through the TLS front door: JSON and a streamed completion, verified with `--cacert`.
+fn front_door_curl(driver: &str) {
+    let pki = Pki::new("front");
+    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
+        models: vec!["m1".into()],
+        tokens: 5,
+        ..Default::default()
+    })
+    .expect("mock");
+    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
+    let gate = start_tls_gate(&pki, &cfg, driver);
+    let url = format!("https://localhost:{}/v1/chat/completions", gate.addr.port());
+    let curl = |body: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-N", "--max-time", "10", "--cacert"])
+            .arg(pki.ca())
+            .args(["-H", "content-type: application/json", "-d", body, "-i"])
+            .arg(&url)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let r = curl(r#"{"model":"m1","messages":[{"role":"user","content":"hi"}]}"#);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("chat.completion"), "{r}");
+    let r = curl(r#"{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}"#);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("data: [DONE]"), "{r}");
+    // Errors keep their envelope over TLS.
+    let r = curl(r#"{"model":"#);
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(r.contains("request.invalid_json"), "{r}");
+    // A client that does not trust the CA is refused at the handshake.
+    let other = Pki::new("stranger");
+    assert!(tls_connect(gate.addr, &other.ca()).is_err());
+}
+
+#[test]
+fn front_door_curl_io_uring() {
+    front_door_curl(DRIVERS[0]);
+}
+
+#[test]
+fn front_door_curl_epoll() {
+    front_door_curl(DRIVERS[1]);
+}
+
+/// A reload with new certificate files while a TLS stream is in flight: the stream completes on
+/// its old session; new handshakes present the new certificate.
+#[test]
+fn front_door_certificate_reload_mid_stream() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("reload");
+    let up = support::gate::Scripted::start(|_| {
+        let mut v = vec![Piece::Bytes(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+        )];
+        for i in 0..8 {
+            v.push(Piece::Pause(Duration::from_millis(60)));
+            v.push(Piece::Bytes(format!("9\r\ndata: {i}\n\n\r\n").into_bytes()));
+        }
+        v.push(Piece::Bytes(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n".to_vec()));
+        v
+    });
+    let cfg = upstream("up", "remote", &up.url(), "models = [\"m1\"]\n");
+    let gate = start_tls_gate(&pki, &cfg, "auto");
+    let old_ca = pki.path("old-ca.pem");
+    std::fs::copy(pki.ca(), &old_ca).unwrap();
+
+    let mut s = tls_connect(gate.addr, &old_ca).expect("handshake with the first certificate");
+    let body = r#"{"model":"m1","stream":true}"#;
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !has(&got, b"data: 1") {
+        let n = s.read(&mut buf).expect("stream bytes");
+        assert!(n > 0, "stream ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+
+    // New CA and certificate under the same file names, then a reload through the admin API.
+    pki.issue("ca.pem", "cert.pem", "key.pem", "slotgate test CA reissued");
+    let r = post_json(gate.admin_addr.unwrap(), "/admin/reload", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("stream failed: {e}"),
+        }
+    }
+    assert!(has(&got, b"data: 7"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.ends_with(b"0\r\n\r\n"),
+        "the stream completed on its old session"
+    );
+
+    assert!(
+        tls_connect(gate.addr, &pki.ca()).is_ok(),
+        "a new handshake presents the new certificate"
+    );
+    assert!(
+        tls_connect(gate.addr, &old_ca).is_err(),
+        "the old certificate is no longer served"
+    );
+
+    // A broken certificate file is refused and the running one stays.
+    std::fs::write(pki.path("cert.pem"), "not a certificate").unwrap();
+    let r = post_json(gate.admin_addr.unwrap(), "/admin/reload", "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(tls_connect(gate.addr, &pki.ca()).is_ok());
+}
+
+/// A TLS client leaving mid-stream closes the upstream connection at once (the watcher polls the
+/// raw socket under TLS too).
+#[test]
+fn front_door_tls_client_gone_closes_upstream() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("gone");
+    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
+        models: vec!["m1".into()],
+        tokens: 2000,
+        tokens_per_sec: 50.0,
+        ..Default::default()
+    })
+    .expect("mock");
+    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
+    let gate = start_tls_gate(&pki, &cfg, "auto");
+    let mut s = tls_connect(gate.addr, &pki.ca()).unwrap();
+    let body = r#"{"model":"m1","stream":true}"#;
+    s.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !has(&got, b"tok1 ") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let before = m.stats().streams_cut_by_peer;
+    let t0 = Instant::now();
+    // A polite TLS client: close_notify, then FIN.
+    s.conn.send_close_notify();
+    let _ = s.flush();
+    drop(s);
+    assert!(
+        wait_until(Duration::from_secs(2), || m.stats().streams_cut_by_peer
+            > before),
+        "the mock never saw the upstream connection close"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+}
