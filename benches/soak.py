@@ -58,9 +58,10 @@ async def keep_open(sem):
     stats["keepalive_conns"] += 1
     return r, w
 
-async def again(rw):
+async def again(rw, sem):
     r, w = rw
     try:
+        await sem.acquire()
         w.write(req(False)); await w.drain()
         st, ok = await read_response(r)
         if st != 200 or not ok:
@@ -69,6 +70,7 @@ async def again(rw):
     except Exception as e:
         err(e)
     finally:
+        sem.release()
         w.close()
 
 async def streamer(deadline):
@@ -100,7 +102,10 @@ async def main():
     print(json.dumps({"phase": "opened", "conns": len(conns), "secs": round(opened, 1)}), flush=True)
     deadline = time.monotonic() + SECS
     await asyncio.gather(*[streamer(deadline) for _ in range(STREAMS)])
-    await asyncio.gather(*[again(c) for c in conns])
+    # At most 500 at once: every in-flight proxied request costs the proxy three descriptors
+    # (client, its read-side watcher, upstream), and ulimit -n is capped at 20000 here.
+    sem3 = asyncio.Semaphore(500)
+    await asyncio.gather(*[again(c, sem3) for c in conns])
     stats["secs"] = round(time.monotonic() - t0, 1)
     print(json.dumps(stats), flush=True)
 

@@ -691,7 +691,9 @@ fn fault_upstreams() -> Vec<(&'static str, RawUpstream)> {
     ]
 }
 
-fn faults(tuning: &str) -> Faults {
+/// The `[[upstream]]` tables of the fault set: `good` (a mock), `refused`, and one scripted
+/// upstream per fault, each serving the model of its own name, with short timeouts.
+fn fault_tables() -> (String, MockHandle, Vec<RawUpstream>) {
     let m = mock::spawn(MockConfig::default()).unwrap();
     let timeouts = "first_byte_ms = 300\nidle_ms = 300\nconnect_ms = 500";
     let mut text = remote("good", &m.base_url(), &["mock"], timeouts);
@@ -710,6 +712,11 @@ fn faults(tuning: &str) -> Faults {
         text.push_str(&remote(name, &u.url(), &[name], timeouts));
         ups.push(u);
     }
+    (text, m, ups)
+}
+
+fn faults(tuning: &str) -> Faults {
+    let (text, m, ups) = fault_tables();
     Faults {
         server: start(&config_text(&text, tuning, "")),
         _mock: m,
@@ -800,24 +807,7 @@ fn upstream_faults_mid_body_cut_the_client_response() {
 #[test]
 fn upstream_faults_leak_no_fds_in_the_binary() {
     // The real binary, so its fd table is its own (tests in this process run in parallel).
-    let m = mock::spawn(MockConfig::default()).unwrap();
-    let timeouts = "first_byte_ms = 300\nidle_ms = 300\nconnect_ms = 500";
-    let mut text = remote("good", &m.base_url(), &["mock"], timeouts);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    text.push_str(&remote(
-        "refused",
-        &format!("http://{dead}/v1"),
-        &["refused"],
-        timeouts,
-    ));
-    let mut ups = Vec::new();
-    for (name, u) in fault_upstreams() {
-        text.push_str(&remote(name, &u.url(), &[name], timeouts));
-        ups.push(u);
-    }
+    let (text, _m, _ups) = fault_tables();
     let b = Binary::start(
         &config_text(&text, "", ""),
         "warn,slotgate::server=info",
@@ -943,5 +933,21 @@ fn admin_token_variable_unset_locks_the_admin_api() {
     // Liveness stays open for orchestrators.
     let r = Conn::connect(admin)
         .request(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn upstream_obs_text_reason_phrase_is_relayed_not_fatal() {
+    // Fuzz finding: this status line used to abort the process (panic = "abort" in release).
+    let up =
+        RawUpstream::spawn(|s| put(s, b"HTTP/1.1 200 \xc3\x96k\r\nContent-Length: 2\r\n\r\n{}"));
+    let s = start(&config_text(
+        &remote("up", &up.url(), &["mock"], ""),
+        "",
+        "",
+    ));
+    let r = Conn::connect(s.addr).request(post_raw(CHAT, BODY, &[]).as_bytes());
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+    let r = Conn::connect(s.addr).request(post_raw(CHAT, BODY, &[]).as_bytes());
     assert_eq!(r.status, 200);
 }

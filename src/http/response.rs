@@ -217,6 +217,20 @@ mod tests {
         parse(raw, false).unwrap().unwrap()
     }
 
+    /// Fuzz regression (response_head crash-8efd35f7): a reason phrase with obs-text bytes makes
+    /// httparse return a static `""` that is not inside the buffer; computing its span
+    /// underflowed and would have aborted the process on any upstream sending one.
+    #[test]
+    fn obs_text_reason_phrase_does_not_panic() {
+        let raw = b"HTTP/1.1 100 Conti\x91ue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        let h = ok(raw);
+        assert_eq!(h.status(), 100);
+        assert_eq!(h.reason(raw), b"");
+        let raw = b"HTTP/1.1 200 \xc3\x96k\r\nContent-Length: 0\r\n\r\n";
+        let h = ok(raw);
+        assert_eq!((h.status(), h.reason(raw)), (200, &b""[..]));
+    }
+
     #[test]
     fn basic_fields() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello";

@@ -124,6 +124,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 let outcome = exchange::handle(&w, &mut c, body).await;
                 finish_record(&w, &mut c);
                 c.buf.advance(msg_len);
+                // An idle keep-alive connection holds one descriptor, not two: the read-side
+                // watcher is duplicated again by the next proxied request (DESIGN-NOTES.md).
+                c.watch = None;
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
                     _ => return,

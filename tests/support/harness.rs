@@ -248,17 +248,23 @@ impl Binary {
         for (k, v) in envs {
             c.env(k, v);
         }
-        let child = c.spawn().expect("spawn slotgate");
+        let mut child = c.spawn().expect("spawn slotgate");
         let deadline = Instant::now() + Duration::from_secs(10);
         let (addr, admin) = loop {
             let text = strip_ansi(&std::fs::read_to_string(&log.0).unwrap_or_default());
-            if let Some(line) = text.lines().find(|l| l.contains("slotgate listening")) {
-                break (
-                    field_addr(line, "addr=").unwrap(),
-                    field_addr(line, "admin=Some("),
-                );
+            let found = text
+                .lines()
+                .find(|l| l.contains("slotgate listening"))
+                .and_then(|l| Some((field_addr(l, "addr=")?, field_addr(l, "admin=Some("))));
+            if let Some(a) = found {
+                break a;
             }
-            assert!(Instant::now() < deadline, "binary did not start: {text}");
+            if Instant::now() >= deadline {
+                // Never leave the child running when the test fails here.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("binary did not start: {text}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         };
         Binary {
