@@ -447,11 +447,11 @@ def targets_text(rows, meta) -> str:
 
     sg, ng, hp, hb = (med(t, "rps", "rps") for t in ("slotgate", "nginx", "haproxy", "haproxy-body"))
     if sg and ng:
-        add("measured req/s ≥ 1.2× nginx", f"{sg / ng:.2f}×", sg / ng >= 1.2)
+        add("measured req/s ≥ 1.2× nginx", f"{sg / ng:.3f}×", sg / ng >= 1.2)
     if sg and hp:
-        add("measured req/s ≥ 1.2× HAProxy", f"{sg / hp:.2f}×", sg / hp >= 1.2)
+        add("measured req/s ≥ 1.2× HAProxy", f"{sg / hp:.3f}×", sg / hp >= 1.2)
     if sg and hb:
-        add("measured req/s ≥ 1.2× HAProxy (body routing)", f"{sg / hb:.2f}×", sg / hb >= 1.2)
+        add("measured req/s ≥ 1.2× HAProxy (body routing)", f"{sg / hb:.3f}×", sg / hb >= 1.2)
     d50, d99 = med("direct", "lat", "p50_ms"), med("direct", "lat", "p99_ms")
     for q, d in (("p50", d50), ("p99", d99)):
         s, n = med("slotgate", "lat", f"{q}_ms"), med("nginx", "lat", f"{q}_ms")
@@ -460,11 +460,11 @@ def targets_text(rows, meta) -> str:
     sc, nc = med("slotgate", "rps", "cpu_us_per_req"), med("nginx", "rps", "cpu_us_per_req")
     hc = med("haproxy", "rps", "cpu_us_per_req")
     if sc and nc:
-        add("req/s per core (from CPU/request) ≥ 1.2× nginx", f"{nc / sc:.2f}×", nc / sc >= 1.2)
+        add("req/s per core (from CPU/request) ≥ 1.2× nginx", f"{nc / sc:.3f}×", nc / sc >= 1.2)
     if sc and hc:
-        add("req/s per core (from CPU/request) ≥ 1.2× HAProxy", f"{hc / sc:.2f}×", hc / sc >= 1.2)
+        add("req/s per core (from CPU/request) ≥ 1.2× HAProxy", f"{hc / sc:.3f}×", hc / sc >= 1.2)
     if sc and nc:
-        add("CPU/request ≤ 0.8× nginx", f"{sc / nc:.2f}× ({sc:.1f} vs {nc:.1f} µs)", sc / nc <= 0.8)
+        add("CPU/request ≤ 0.8× nginx", f"{sc / nc:.3f}× ({sc:.2f} vs {nc:.2f} µs)", sc / nc <= 0.8)
     dg = med("direct", "paced", "gap_p99_ms")
     sgp, ngp = med("slotgate", "paced", "gap_p99_ms"), med("nginx", "paced", "gap_p99_ms")
     if None not in (dg, sgp, ngp):

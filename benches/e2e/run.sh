@@ -261,9 +261,12 @@ defaults
   http-reuse always
 backend json
   server s1 127.0.0.1:$P_MOCK_JSON
+# Streams: without http-no-delay HAProxy merges small writes and SSE events wait up to ~200 ms.
 backend sse
+  option http-no-delay
   server s1 127.0.0.1:$P_MOCK_SSE
 backend paced
+  option http-no-delay
   server s1 127.0.0.1:$P_MOCK_PACED
 EOF
 }

@@ -47,8 +47,8 @@ cols = [("small req/s", "rps", "rps", True), ("CPU µs/req", "rps", "cpu_us_per_
         ("64 KiB req/s", "big", "rps", True), ("p99 ms @fixed", "lat", "p99_ms", False),
         ("SSE events/s", "sse", "events_per_s", True), ("paced gap p99 ms", "paced", "gap_p99_ms", False),
         ("RSS 1k idle MiB", "hold", "rss_kib", False), ("RSS 1k streams MiB", "hold_streams", "rss_kib", False)]
-out = ["| candidate | driver | " + " | ".join(c[0] for c in cols) + " | nginx small req/s (reference) |",
-       "|---|---|" + "---|" * (len(cols) + 1)]
+out = ["| candidate | driver | " + " | ".join(c[0] for c in cols) + " | nginx small req/s (reference) | small req/s ÷ nginx | CPU/req ÷ nginx |",
+       "|---|---|" + "---|" * (len(cols) + 3)]
 for n in names:
     p = os.path.join(res, f"sweep-{n}.jsonl")
     if not os.path.exists(p):
@@ -62,8 +62,12 @@ for n in names:
             v = v / 1024
         cells.append("–" if v is None else (f"{v:,.1f}" if isinstance(v, float) and v < 100 else f"{v:,.0f}"))
     ref = best(rows, "nginx", "rps", "rps", True)
+    sg = best(rows, "slotgate", "rps", "rps", True)
+    sc, nc = best(rows, "slotgate", "rps", "cpu_us_per_req", False), best(rows, "nginx", "rps", "cpu_us_per_req", False)
     refs = f"{ref:,.0f}" if ref else "–"
-    out.append(f"| {n} | {meta.get('driver', '?')} | " + " | ".join(cells) + f" | {refs} |")
+    r1 = f"{sg / ref:.2f}×" if sg and ref else "–"
+    r2 = f"{sc / nc:.2f}×" if sc and nc else "–"
+    out.append(f"| {n} | {meta.get('driver', '?')} | " + " | ".join(cells) + f" | {refs} | {r1} | {r2} |")
 text = "\n".join(out) + "\n"
 print(text)
 open(os.path.join(res, "sweep.md"), "w").write(text)
