@@ -23,6 +23,8 @@ import time
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# TLS client context (sse, hold and probe with --tls-ca CA.pem): None = plain HTTP.
+SSL_CTX = None
 
 
 # ---------------------------------------------------------------- request bodies
@@ -128,7 +130,7 @@ def request_bytes(port: int, body: bytes) -> bytes:
 
 async def one_stream(port: int, req: bytes, deadline: float, gaps: list[float], read_all: bool = True):
     """One SSE exchange; returns (ttfb_s, events, ok). Gaps between event arrivals go to `gaps`."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=SSL_CTX)
     try:
         t0 = time.perf_counter()
         writer.write(req)
@@ -228,7 +230,7 @@ def cmd_sse(a: argparse.Namespace) -> None:
 
 
 async def hold_one(port: int, req: bytes, stream: bool, ready: asyncio.Event, release: asyncio.Event, deadline: float):
-    reader, writer = await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=SSL_CTX)
     try:
         writer.write(req)
         await writer.drain()
@@ -299,7 +301,10 @@ def cmd_probe(a: argparse.Namespace) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            c = http.client.HTTPConnection(HOST, a.port, timeout=2)
+            if SSL_CTX is not None:
+                c = http.client.HTTPSConnection(HOST, a.port, timeout=2, context=SSL_CTX)
+            else:
+                c = http.client.HTTPConnection(HOST, a.port, timeout=2)
             if body is None:
                 c.request("GET", a.path)
             else:
@@ -545,7 +550,15 @@ def main() -> None:
     r.add_argument("--targets-file", action="store_true", help="append the issue-7 targets table")
     r.set_defaults(fn=cmd_report)
 
+    for sub in (s, h, pb):
+        sub.add_argument("--tls-ca", help="speak HTTPS, trusting this CA (PEM)")
+
     a = p.parse_args()
+    if getattr(a, "tls_ca", None):
+        import ssl
+
+        global SSL_CTX
+        SSL_CTX = ssl.create_default_context(cafile=a.tls_ca)
     a.fn(a)
 
 
