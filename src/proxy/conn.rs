@@ -180,6 +180,10 @@ async fn read_until(
         .ok()
 }
 
+/// Above this many open connections on a worker, idle keep-alive connections release their
+/// buffers while they wait (issue 2: memory with many idle clients).
+const LEAN_IDLE_CONNS: usize = 256;
+
 async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> ReadResult {
     let t = &w.shared.tuning;
     let min_free = t.read_buffer_bytes / 2;
@@ -208,6 +212,23 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                 Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
             }
         };
+        if head_deadline.is_none()
+            && c.buf.is_empty()
+            && w.conns.get() > LEAN_IDLE_CONNS
+            && !c.stream.is_tls()
+        {
+            // Many connections on this worker: an idle one gives its buffers back and waits for
+            // readability without holding memory (one extra poll per request in this mode).
+            c.buf = BytesMut::new();
+            c.relay = None;
+            if let ClientStream::Plain(s) = &c.stream {
+                let ready = monoio::time::timeout_at(deadline.into(), s.readable(false));
+                monoio::select! {
+                    r = ready => if !matches!(r, Ok(Ok(()))) { return ReadResult::Closed },
+                    _ = w.drain.wait() => return ReadResult::Closed,
+                }
+            }
+        }
         let buf = std::mem::take(&mut c.buf);
         let read = read_until(&mut c.stream, buf, min_free, deadline);
         let read = if head_deadline.is_none() {
