@@ -124,9 +124,13 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 let outcome = exchange::handle(&w, &mut c, body).await;
                 finish_record(&w, &mut c);
                 c.buf.advance(msg_len);
-                // An idle keep-alive connection holds one descriptor, not two: the read-side
-                // watcher is duplicated again by the next proxied request (DESIGN-NOTES.md).
-                c.watch = None;
+                // With many connections on the worker, an idle keep-alive connection holds one
+                // descriptor, not two: the read-side watcher is duplicated again by the next
+                // proxied request (DESIGN-NOTES.md). Below that, it is kept (no dup and close
+                // per request).
+                if w.conns.get() > LEAN_IDLE_CONNS {
+                    c.watch = None;
+                }
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
                     _ => return,
