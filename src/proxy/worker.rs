@@ -223,9 +223,19 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     let sweep_w = w.clone();
     monoio::spawn(async move {
         // Close idle pooled connections the upstream dropped or that aged out.
+        let mut was_busy = false;
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             crate::logging::flush_thread();
+            // After a burst, once this worker has no connection left, give the freed heap back.
+            if sweep_w.conns.get() == 0 {
+                if was_busy {
+                    super::sys::trim_heap();
+                }
+                was_busy = false;
+            } else {
+                was_busy = true;
+            }
             sweep_w.pool.sweep(Duration::from_secs(60));
             sweep_w.metrics.set_pool_idle(sweep_w.pool.idle_counts());
             if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
