@@ -667,3 +667,35 @@ fn front_door_model_list_from_snapshot() {
     // Answered from the snapshot: the mock's /v1/models saw no extra call beyond refreshes.
     assert!(m.stats().models_requests <= before + 2);
 }
+
+/// With more idle keep-alive connections than the lean threshold, idle connections give their
+/// buffers back while they wait; every one of them must still be served on its next request.
+#[test]
+fn many_idle_keepalive_connections_stay_served() {
+    raise_fd_limit();
+    let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{\"ok\":true}"))]);
+    let gate = start_gate(&remote("up", &up.url(), &["m1"]), "");
+    let req = post_raw("/v1/chat/completions", r#"{"model":"m1"}"#, &[]);
+    let mut conns: Vec<Conn> = (0..300).map(|_| Conn::connect(gate.addr)).collect();
+    for c in conns.iter_mut() {
+        assert_eq!(c.request(req.as_bytes()).status, 200);
+    }
+    // All idle now; then a second request on each connection.
+    for c in conns.iter_mut() {
+        let r = c.request(req.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, b"{\"ok\":true}");
+    }
+}
+
+/// Lifts the soft descriptor limit to the hard one (a CI shell may start at 1024).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct on this process.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}

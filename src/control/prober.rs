@@ -133,6 +133,7 @@ impl Prober {
                     continue;
                 };
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
+                let mut fetched_now = false;
                 if passing && fetchable(cfg) {
                     // Coming up with a cold cache: fetch the model list before publishing the
                     // upstream as ready, so no request sees it ready yet unaware of its models.
@@ -142,6 +143,11 @@ impl Prober {
                     if cold_turning_up {
                         ctl.fetch_models(std::slice::from_ref(&cfg.name), ms(cfg.probe_timeout_ms))
                             .wait();
+                        // A failed fetch leaves the cache cold: the refresh below retries it.
+                        fetched_now = ctl
+                            .snapshot()
+                            .by_name(&cfg.name)
+                            .is_some_and(|u| u.live.models.is_warm());
                     }
                 }
                 let Some(prev) = ctl.record_probe(&cfg.name, &self.ident, passing) else {
@@ -153,8 +159,13 @@ impl Prober {
                     if prev != ProbeStatus::Passing {
                         tracing::info!(upstream = %cfg.name, "probe passing");
                     }
-                    // Turned healthy (or this prober just started): refresh the models now.
-                    if fetchable(cfg) && (prev != ProbeStatus::Passing || next_refresh.is_none()) {
+                    // Turned healthy (or this prober just started): refresh the models now,
+                    // unless that fetch just ran above.
+                    if fetched_now {
+                        next_refresh = Some(Instant::now() + ms(cfg.models_refresh_ms));
+                    } else if fetchable(cfg)
+                        && (prev != ProbeStatus::Passing || next_refresh.is_none())
+                    {
                         next_refresh = Some(Instant::now());
                     }
                 } else {

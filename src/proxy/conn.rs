@@ -124,9 +124,13 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 let outcome = exchange::handle(&w, &mut c, body).await;
                 finish_record(&w, &mut c);
                 c.buf.advance(msg_len);
-                // An idle keep-alive connection holds one descriptor, not two: the read-side
-                // watcher is duplicated again by the next proxied request (DESIGN-NOTES.md).
-                c.watch = None;
+                // With many connections on the worker, an idle keep-alive connection holds one
+                // descriptor, not two: the read-side watcher is duplicated again by the next
+                // proxied request (DESIGN-NOTES.md). Below that, it is kept (no dup and close
+                // per request).
+                if w.conns.get() > LEAN_IDLE_CONNS {
+                    c.watch = None;
+                }
                 match outcome {
                     Outcome::KeepAlive if !w.shared.is_draining() => continue,
                     _ => return,
@@ -180,6 +184,10 @@ async fn read_until(
         .ok()
 }
 
+/// Above this many open connections on a worker, idle keep-alive connections release their
+/// buffers while they wait (issue 2: memory with many idle clients).
+const LEAN_IDLE_CONNS: usize = 256;
+
 async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> ReadResult {
     let t = &w.shared.tuning;
     let min_free = t.read_buffer_bytes / 2;
@@ -208,6 +216,23 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                 Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
             }
         };
+        if head_deadline.is_none()
+            && c.buf.is_empty()
+            && w.conns.get() > LEAN_IDLE_CONNS
+            && !c.stream.is_tls()
+        {
+            // Many connections on this worker: an idle one gives its buffers back and waits for
+            // readability without holding memory (one extra poll per request in this mode).
+            c.buf = BytesMut::new();
+            c.relay = None;
+            if let ClientStream::Plain(s) = &c.stream {
+                let ready = monoio::time::timeout_at(deadline.into(), s.readable(false));
+                monoio::select! {
+                    r = ready => if !matches!(r, Ok(Ok(()))) { return ReadResult::Closed },
+                    _ = w.drain.wait() => return ReadResult::Closed,
+                }
+            }
+        }
         let buf = std::mem::take(&mut c.buf);
         let read = read_until(&mut c.stream, buf, min_free, deadline);
         let read = if head_deadline.is_none() {

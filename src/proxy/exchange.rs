@@ -516,7 +516,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>)
         || matches!(framing, BodyFraming::Close)
         || dechunk
         || w.shared.is_draining();
-    let mut first = Vec::with_capacity(head.head_len() + 256);
+    let mut first = Vec::with_capacity(filled + 256);
     forward::response_head(&mut first, &head, &rbuf, ctx, close_client, dechunk);
     let head_len = head.head_len();
     drop(head);

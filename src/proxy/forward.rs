@@ -10,31 +10,46 @@ use crate::http::{Method, RequestHead};
 use crate::routing::UpstreamEntry;
 use std::io::Write;
 
-/// The request's `X-Request-Id`: the client's when it sent a sane one, else generated.
-#[derive(Debug, Clone)]
+/// Longest client `X-Request-Id` kept (longer ones are replaced by a generated id).
+const MAX_ID: usize = 128;
+
+/// The request's `X-Request-Id`: the client's when it sent a sane one, else generated. Held
+/// inline (no allocation per request).
+#[derive(Clone)]
 pub struct RequestId {
-    value: String,
+    bytes: [u8; MAX_ID],
+    len: u8,
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl RequestId {
     /// Keeps a client id of 1–128 visible ASCII bytes; otherwise generates a fresh one.
     pub fn of(w: &Worker, existing: Option<&[u8]>) -> RequestId {
-        if let Some(v) = existing {
-            if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) {
-                // Checked ASCII above.
-                return RequestId {
-                    value: String::from_utf8_lossy(v).into_owned(),
-                };
+        let mut id = RequestId {
+            bytes: [0; MAX_ID],
+            len: 0,
+        };
+        match existing {
+            Some(v)
+                if !v.is_empty() && v.len() <= MAX_ID && v.iter().all(|b| b.is_ascii_graphic()) =>
+            {
+                id.bytes[..v.len()].copy_from_slice(v);
+                id.len = v.len() as u8;
             }
+            _ => id.len = w.next_request_id(&mut id.bytes) as u8,
         }
-        RequestId {
-            value: w.next_request_id(),
-        }
+        id
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
-        &self.value
+        // Only visible ASCII is ever stored (checked above, or hex digits and '-').
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
     }
 }
 

@@ -156,3 +156,12 @@ pub fn concrete_port(addr: SocketAddr) -> io::Result<SocketAddr> {
     }
     std::net::TcpListener::bind(addr)?.local_addr()
 }
+
+/// Returns freed heap memory to the kernel (glibc keeps it in its arenas otherwise, so RSS would
+/// stay at the peak of a past burst).
+pub fn trim_heap() {
+    // SAFETY: `malloc_trim` only walks the allocator's own free lists; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -58,6 +58,15 @@ pub fn uring_available() -> bool {
         .unwrap_or(false)
 }
 
+/// Writes `v` in lowercase hex at `out[pos..]`, zero-padded to `min` digits; returns the end.
+fn hex(out: &mut [u8], pos: usize, v: u64, min: usize) -> usize {
+    let digits = ((64 - v.leading_zeros() as usize).div_ceil(4)).max(min);
+    for i in 0..digits {
+        out[pos + i] = b"0123456789abcdef"[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    }
+    pos + digits
+}
+
 /// Per-worker state: everything here is touched by one thread only.
 pub struct Worker {
     /// Worker index.
@@ -81,16 +90,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A fresh request id: process seed, worker and counter, so ids never repeat across workers.
-    pub fn next_request_id(&self) -> String {
+    /// Writes a fresh request id into `out` and returns its length: process seed, worker and
+    /// counter in hex (`5ddd77ba825f-0-2a`), so ids never repeat across workers or restarts.
+    pub fn next_request_id(&self, out: &mut [u8]) -> usize {
         let n = self.next_id.get();
         self.next_id.set(n + 1);
-        format!(
-            "{:012x}-{:x}-{:x}",
-            self.shared.id_seed & 0xffff_ffff_ffff,
-            self.id,
-            n
-        )
+        let mut pos = hex(out, 0, self.shared.id_seed & 0xffff_ffff_ffff, 12);
+        out[pos] = b'-';
+        pos = hex(out, pos + 1, self.id as u64, 1);
+        out[pos] = b'-';
+        hex(out, pos + 1, n, 1)
     }
 }
 
@@ -214,9 +223,19 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     let sweep_w = w.clone();
     monoio::spawn(async move {
         // Close idle pooled connections the upstream dropped or that aged out.
+        let mut was_busy = false;
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
             crate::logging::flush_thread();
+            // After a burst, once this worker has no connection left, give the freed heap back.
+            if sweep_w.conns.get() == 0 {
+                if was_busy {
+                    super::sys::trim_heap();
+                }
+                was_busy = false;
+            } else {
+                was_busy = true;
+            }
             sweep_w.pool.sweep(Duration::from_secs(60));
             sweep_w.metrics.set_pool_idle(sweep_w.pool.idle_counts());
             if sweep_w.shared.draining.load(Ordering::Relaxed) && sweep_w.conns.get() == 0 {
@@ -260,4 +279,24 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     crate::logging::flush_thread();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hex;
+
+    #[test]
+    fn hex_digits_and_padding() {
+        let mut b = [0u8; 32];
+        let end = hex(&mut b, 0, 0x2a, 1);
+        assert_eq!(&b[..end], b"2a");
+        let end = hex(&mut b, 0, 0, 1);
+        assert_eq!(&b[..end], b"0");
+        let end = hex(&mut b, 0, 0x5ddd_77ba_825f, 12);
+        assert_eq!(&b[..end], b"5ddd77ba825f");
+        let end = hex(&mut b, 3, 0xff, 4);
+        assert_eq!(&b[3..end], b"00ff");
+        let end = hex(&mut b, 0, u64::MAX, 1);
+        assert_eq!(&b[..end], b"ffffffffffffffff");
+    }
 }
