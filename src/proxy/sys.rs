@@ -97,13 +97,6 @@ pub fn take_error(s: &impl AsRawFd) -> io::Result<()> {
     }
 }
 
-/// Switches a socket to blocking mode (io_uring wants blocking sockets; epoll non-blocking ones).
-pub fn set_blocking(s: &impl AsRawFd, blocking: bool) -> io::Result<()> {
-    let fd = BorrowedFdRef(s.as_raw_fd());
-    let r = socket2::SockRef::from(&fd);
-    r.set_nonblocking(!blocking)
-}
-
 /// Sets `TCP_NODELAY`.
 pub fn set_nodelay(s: &impl AsRawFd) -> io::Result<()> {
     let fd = BorrowedFdRef(s.as_raw_fd());
