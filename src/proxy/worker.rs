@@ -120,11 +120,26 @@ type Rt = monoio::FusionRuntime<
 
 fn build_runtime(driver: Driver, entries: u32) -> io::Result<Rt> {
     Ok(match driver {
-        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .enable_timer()
-            .with_entries(entries)
-            .build()?
-            .into(),
+        Driver::IoUring => {
+            // COOP_TASKRUN: completions are handed over at this thread's next ring entry instead
+            // of by an inter-processor interrupt (the worker enters the ring constantly anyway).
+            // Kernels before 5.19 refuse the flag: build the ring without it then.
+            let mut urb = io_uring::IoUring::builder();
+            urb.setup_coop_taskrun();
+            let coop = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(urb)
+                .enable_timer()
+                .with_entries(entries)
+                .build();
+            match coop {
+                Ok(rt) => rt.into(),
+                Err(_) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .enable_timer()
+                    .with_entries(entries)
+                    .build()?
+                    .into(),
+            }
+        }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .with_entries(entries)
