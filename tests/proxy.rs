@@ -699,3 +699,45 @@ fn raise_fd_limit() {
         }
     }
 }
+
+/// Without a valid front-door key, a request whose body is still on the wire is refused at once
+/// (401, connection closed): slotgate never buffers what an unauthenticated client sends.
+#[test]
+fn unauthenticated_body_is_not_read() {
+    std::env::set_var("SLOTGATE_TEST_EARLY_KEYS", "k-early");
+    let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
+    let gate = start_gate(
+        &format!(
+            "{}[auth]\nkeys_env = \"SLOTGATE_TEST_EARLY_KEYS\"\n",
+            remote("up", &up.url(), &["m1"])
+        ),
+        "",
+    );
+    let mut c = Conn::connect(gate.addr);
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{\"model\":");
+    let r = c.read_response();
+    assert_eq!(r.status, 401);
+    assert_eq!(envelope(&r)["error"]["code"], "auth.unauthorized");
+    assert!(
+        c.wait_closed(Duration::from_secs(5)),
+        "connection closed after the early 401"
+    );
+    // A small request whose body came along: 401 and the connection stays usable.
+    let mut c = Conn::connect(gate.addr);
+    let r = c.request(post_raw("/v1/chat/completions", r#"{"model":"m1"}"#, &[]).as_bytes());
+    assert_eq!(r.status, 401);
+    let r = c.request(
+        post_raw(
+            "/v1/chat/completions",
+            r#"{"model":"m1"}"#,
+            &["Authorization: Bearer k-early"],
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "only the authenticated request reached the upstream"
+    );
+}

@@ -59,6 +59,9 @@ enum ReadResult {
     Closed,
     /// Refuse with this error (and close when its code says so).
     Refuse(ErrorReply),
+    /// No valid front-door key and a body still on the wire: answer 401 and close, without
+    /// reading (and buffering) what an unauthenticated client sends.
+    Unauthorized,
 }
 
 /// Serves one accepted client connection until it closes.
@@ -98,6 +101,10 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     loop {
         match read_request(&w, &mut c, &limits).await {
             ReadResult::Closed => return,
+            ReadResult::Unauthorized => {
+                super::front_auth::refuse(&w, &mut c, false).await;
+                return;
+            }
             ReadResult::Refuse(reply) => {
                 let close = reply.code.closes_connection();
                 c.rec.begin(c.buf.len());
@@ -262,6 +269,17 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
             }
         }
     };
+
+    // An unauthenticated request is refused before its body is read; one whose body is already
+    // buffered goes on to the same check in `exchange::handle`, which keeps the connection.
+    let body_pending = match c.head.framing() {
+        BodyFraming::Length(n) => c.buf.len() < head_len + n as usize,
+        BodyFraming::Chunked => true,
+        BodyFraming::None | BodyFraming::Close => false,
+    };
+    if body_pending && !super::front_auth::allowed(&w.snap.get(), c) {
+        return ReadResult::Unauthorized;
+    }
 
     // 2. The body.
     let max_body = t.max_body_bytes as u64;
