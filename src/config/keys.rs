@@ -101,8 +101,9 @@ impl FrontKeys {
 }
 
 /// Constant-time equality for equal lengths; unequal lengths differ at once (lengths of API
-/// keys are not secret enough to matter, and hiding them would need hashing).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// keys are not secret enough to matter, and hiding them would need hashing). Used for the
+/// front-door keys and the admin token.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -9,7 +9,7 @@ mod keys;
 mod validate;
 
 pub use file::*;
-pub use keys::FrontKeys;
+pub use keys::{ct_eq, FrontKeys};
 pub use validate::{ConfigError, Problem};
 
 use std::path::{Path, PathBuf};

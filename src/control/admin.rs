@@ -5,8 +5,9 @@
 //! is configured (compared in constant time; if the variable it names is unset they are locked,
 //! never open); `/healthz` and `/readyz` never do, so orchestrator probes keep working.
 
-use super::wire::{constant_time_eq, framing, Framing, Wire, WireError};
+use super::wire::{framing, Framing, Wire, WireError};
 use super::{Control, PushError};
+use crate::config::ct_eq;
 use crate::config::UpstreamKind;
 use crate::http::error::reason_phrase;
 use crate::http::{ErrorCode, ErrorReply};
@@ -259,7 +260,7 @@ fn authorize(control: &Control, req: &Request) -> Result<(), Reply> {
                 .or_else(|| v.strip_prefix(b"bearer "))
         })
         .unwrap_or_default();
-    if constant_time_eq(given, token.as_bytes()) {
+    if ct_eq(given, token.as_bytes()) {
         Ok(())
     } else {
         Err(Reply::error(ErrorReply::new(

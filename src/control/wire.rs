@@ -330,14 +330,6 @@ pub fn framing(headers: &[httparse::Header<'_>], no_length: Framing) -> Result<F
     }
 }
 
-/// Constant-time byte comparison (the length may leak, the content does not).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,12 +385,5 @@ mod tests {
         assert_eq!(framing(&[], Framing::UntilClose), Ok(Framing::UntilClose));
         let both = [cl[0], te[0]];
         assert!(framing(&both, Framing::Empty).is_err());
-    }
-
-    #[test]
-    fn ct_eq() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secre"));
     }
 }
