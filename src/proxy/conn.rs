@@ -191,6 +191,9 @@ async fn read_until(
         .ok()
 }
 
+/// How long an exchange runs before the client's read side is watched.
+const WATCH_ARM_DELAY: Duration = Duration::from_millis(2);
+
 /// Above this many open connections on a worker, idle keep-alive connections release their
 /// buffers while they wait (issue 2: memory with many idle clients).
 const LEAN_IDLE_CONNS: usize = 256;
@@ -448,6 +451,10 @@ pub async fn client_gone(watch: Option<&Watch>) {
     let Some(Watch { sock: watch, tls }) = watch else {
         return std::future::pending().await;
     };
+    // Most exchanges end within a couple of milliseconds: arm the poll only after that, so they
+    // cost no poll-and-cancel pair (a timer here is a wheel entry, not a ring operation). A
+    // client leaving is still noticed within milliseconds.
+    monoio::time::sleep(WATCH_ARM_DELAY).await;
     loop {
         if watch.readable(false).await.is_err() {
             return;
