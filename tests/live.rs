@@ -3,7 +3,6 @@
 
 mod support;
 
-use serde_json::Value;
 use slotgate::config::Config;
 use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;
@@ -104,19 +103,7 @@ fn reload_adds_an_upstream_while_a_stream_completes() {
     let s = stream.join().unwrap();
     assert_eq!(s.status, 200);
     assert!(s.complete);
-    let text: String = sse_data(&s.body)
-        .iter()
-        .filter(|e| e.as_str() != "[DONE]")
-        .filter_map(|e| {
-            serde_json::from_str::<Value>(e).ok()?["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(
-        text,
-        (0..30).map(|i| format!("tok{i} ")).collect::<String>()
-    );
+    assert_eq!(sse_text(&s.body), mock_text(30));
 }
 
 #[test]

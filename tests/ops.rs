@@ -459,19 +459,7 @@ fn sigterm_drains_a_live_stream_refuses_new_connections_and_exits_zero() {
         p.stderr.lock().unwrap()
     );
     assert!(s.complete, "the stream was cut by the drain");
-    let text: String = sse_data(&s.body)
-        .iter()
-        .filter(|e| e.as_str() != "[DONE]")
-        .filter_map(|e| {
-            serde_json::from_str::<Value>(e).ok()?["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    assert_eq!(
-        text,
-        (0..tokens).map(|i| format!("tok{i} ")).collect::<String>()
-    );
+    assert_eq!(sse_text(&s.body), mock_text(tokens));
     assert_eq!(sse_data(&s.body).last().map(String::as_str), Some("[DONE]"));
 
     // Then the process exits 0, well within the drain deadline.

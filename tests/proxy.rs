@@ -535,18 +535,7 @@ fn hundred_concurrent_streams(driver: &str) {
         assert!(complete);
         let events = sse_data(&body);
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-        let text: String = events
-            .iter()
-            .filter(|e| e.as_str() != "[DONE]")
-            .filter_map(|e| {
-                let v: Value = serde_json::from_str(e).ok()?;
-                v["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_string)
-            })
-            .collect();
-        let want: String = (0..40).map(|i| format!("tok{i} ")).collect();
-        assert_eq!(text, want);
+        assert_eq!(sse_text(&body), mock_text(40));
     }
 }
 

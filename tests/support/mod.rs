@@ -362,6 +362,24 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The streamed text of a chat-completion SSE body: every event's `delta.content`, joined.
+pub fn sse_text(body: &[u8]) -> String {
+    sse_data(body)
+        .iter()
+        .filter(|e| e.as_str() != "[DONE]")
+        .filter_map(|e| {
+            serde_json::from_str::<serde_json::Value>(e).ok()?["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The mock's text for `n` tokens (`tok0 tok1 ...`).
+pub fn mock_text(n: usize) -> String {
+    (0..n).map(|i| format!("tok{i} ")).collect()
+}
+
 /// Polls `cond` until it holds or `timeout` passes; true if it held. The short sleeps here are
 /// polling intervals, not synchronisation: the condition decides.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
