@@ -2,7 +2,7 @@
 //! client configs for `https://` upstreams (bundled webpki roots, an optional per-upstream
 //! `ca_file`, `insecure_skip_verify`), and the front door's reloadable server config.
 //!
-//! Only configuration lives here; the streams are `monoio-rustls` on workers and rustls'
+//! Only configuration lives here; the streams are `proxy::tls_stream` on workers and rustls'
 //! blocking `StreamOwned` on control threads. The crypto provider is `ring`, chosen explicitly
 //! (no process-wide default is installed, so embedding slotgate in a test binary or next to
 //! another rustls user never fights over it).

@@ -608,3 +608,76 @@ fn front_door_tls_client_gone_closes_upstream() {
         t0.elapsed()
     );
 }
+
+/// Reads one response with a `content-length` body from a TLS client stream.
+fn read_tls_response(
+    s: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    got: &mut Vec<u8>,
+) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("content-length");
+            if got.len() >= end + 4 + len {
+                let rest = got.split_off(end + 4 + len);
+                return std::mem::replace(got, rest);
+            }
+        }
+        let n = s.read(&mut buf).expect("response bytes");
+        assert!(n > 0, "connection closed mid-response");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Above 256 connections a worker's idle keep-alive connections give their buffers back, TLS
+/// ones included (README "Memory"): every connection still answers its next request, and
+/// pipelined requests that arrived together (bytes rustls holds) are not stranded.
+#[test]
+fn front_door_many_idle_tls_connections_keep_working() {
+    use std::io::Write;
+    let pki = Pki::new("idle");
+    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
+        models: vec!["m1".into()],
+        tokens: 3,
+        ..Default::default()
+    })
+    .expect("mock");
+    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
+    let gate = start_tls_gate(&pki, &cfg, "auto");
+    let body = r#"{"model":"m1"}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conns: Vec<_> = (0..300)
+        .map(|_| (tls_connect(gate.addr, &pki.ca()).unwrap(), Vec::new()))
+        .collect();
+    for round in 0..2 {
+        for (i, (s, got)) in conns.iter_mut().enumerate() {
+            s.write_all(req.as_bytes()).unwrap();
+            let r = read_tls_response(s, got);
+            assert!(
+                r.starts_with(b"HTTP/1.1 200"),
+                "round {round}, connection {i}: {}",
+                String::from_utf8_lossy(&r)
+            );
+        }
+    }
+    // Two requests in one TLS write on an idle connection, with 300 open.
+    let (s, got) = &mut conns[7];
+    s.write_all(format!("{req}{req}").as_bytes()).unwrap();
+    for _ in 0..2 {
+        let r = read_tls_response(s, got);
+        assert!(
+            r.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+}

@@ -226,16 +226,17 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
                 Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
             }
         };
-        if head_deadline.is_none()
-            && c.buf.is_empty()
-            && w.conns.get() > LEAN_IDLE_CONNS
-            && !c.stream.is_tls()
-        {
-            // Many connections on this worker: an idle one gives its buffers back and waits for
-            // readability without holding memory (one extra poll per request in this mode).
-            c.buf = BytesMut::new();
-            c.relay = None;
-            if let ClientStream::Plain(s) = &c.stream {
+        if head_deadline.is_none() && c.buf.is_empty() && w.conns.get() > LEAN_IDLE_CONNS {
+            // Many connections on this worker: an idle one gives its buffers back (TLS ones
+            // too, unless the session still holds received bytes) and waits for readability
+            // without holding memory (one extra poll per request in this mode).
+            let tcp = match &mut c.stream {
+                ClientStream::Plain(s) => Some(&*s),
+                ClientStream::Tls(s) => s.release_idle().then(|| s.tcp()),
+            };
+            if let Some(s) = tcp {
+                c.buf = BytesMut::new();
+                c.relay = None;
                 let ready = monoio::time::timeout_at(deadline.into(), s.readable(false));
                 monoio::select! {
                     r = ready => if !matches!(r, Ok(Ok(()))) { return ReadResult::Closed },
@@ -427,13 +428,11 @@ async fn handshake(w: &Worker, stream: TcpStream, peer: SocketAddr) -> Option<Cl
     let Some(cfg) = w.shared.control.front_door().current() else {
         return Some(ClientStream::Plain(stream));
     };
-    let fd = stream.as_raw_fd();
-    let acceptor = monoio_rustls::TlsAcceptor::from(cfg);
     let limit = Duration::from_millis(w.shared.tuning.header_timeout_ms);
-    match monoio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(s), fd)),
+    match monoio::time::timeout(limit, super::tls_stream::accept(stream, cfg)).await {
+        Ok(Ok(s)) => Some(ClientStream::Tls(Box::new(s))),
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %io::Error::from(e), "TLS handshake failed");
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
             None
         }
         Err(_) => {

@@ -10,6 +10,7 @@ pub mod pool;
 pub mod port;
 mod stream;
 pub(crate) mod sys;
+mod tls_stream;
 pub mod worker;
 
 pub use worker::{spawn_workers, Driver, Workers};

@@ -190,21 +190,16 @@ pub async fn connect(
     };
     let config = tls.config.clone().map_err(io::Error::other)?;
     let name = tls.name.clone().map_err(io::Error::other)?;
-    let fd = tcp.as_raw_fd();
-    let connector = monoio_rustls::TlsConnector::from(config);
-    match monoio::time::timeout(timeout, connector.connect(name, tcp)).await {
+    match monoio::time::timeout(timeout, super::tls_stream::connect(tcp, config, name)).await {
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "TLS handshake timed out",
         )),
-        Ok(Err(e)) => {
-            let e = io::Error::from(e);
-            Err(io::Error::new(
-                e.kind(),
-                format!("TLS handshake failed: {e}"),
-            ))
-        }
-        Ok(Ok(s)) => Ok(UpstreamStream::Tls(Box::new(s), fd)),
+        Ok(Err(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("TLS handshake failed: {e}"),
+        )),
+        Ok(Ok(s)) => Ok(UpstreamStream::Tls(Box::new(s))),
     }
 }
 

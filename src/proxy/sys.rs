@@ -158,3 +158,53 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// The initialised bytes of a rent-IO buffer (what a write sends).
+pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `IoBuf` guarantees `read_ptr` points at `bytes_init` initialised bytes that stay
+    // valid and unchanged while the buffer is borrowed.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}
+
+/// Copies as much of `src` as fits into `buf` at offset `at` and marks `buf` initialised up to
+/// the end of the copy. Returns how many bytes were copied.
+pub fn buf_put<T: monoio::buf::IoBufMut>(buf: &mut T, at: usize, src: &[u8]) -> usize {
+    let total = buf.bytes_total();
+    let n = src.len().min(total.saturating_sub(at));
+    // SAFETY: `write_ptr` is valid for `bytes_total` bytes and `at + n <= bytes_total`; `src` is
+    // another allocation (rustls' plaintext buffer), so the ranges do not overlap. The bytes up
+    // to `at` were initialised by earlier copies into the same buffer (callers fill from 0).
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), buf.write_ptr().add(at), n);
+        buf.set_init(at + n);
+    }
+    n
+}
+
+/// The first slice of a vectored read buffer, as a plain rent-IO buffer.
+pub fn first_iovec_mut<T: monoio::buf::IoVecBufMut>(buf: &mut T) -> Option<monoio::buf::RawBuf> {
+    // SAFETY: the `RawBuf` points into `buf`, which the caller keeps alive (and does not move)
+    // for as long as it uses the `RawBuf`: both live in one `readv` call.
+    unsafe { monoio::buf::RawBuf::new_from_iovec_mut(buf) }
+}
+
+/// Marks `n` bytes of a vectored read buffer initialised (after a read into its first slice).
+pub fn set_iovec_init<T: monoio::buf::IoVecBufMut>(buf: &mut T, n: usize) {
+    // SAFETY: the caller has just written `n` bytes into the buffer's first slice.
+    unsafe { buf.set_init(n) }
+}
+
+/// Calls `f` on each slice of a vectored write buffer, in order, until it returns `false`.
+pub fn for_each_iovec<T: monoio::buf::IoVecBuf>(buf: &T, mut f: impl FnMut(&[u8]) -> bool) {
+    for i in 0..buf.read_iovec_len() {
+        // SAFETY: `IoVecBuf` guarantees `read_iovec_ptr` points at `read_iovec_len` valid iovecs,
+        // each describing initialised memory that lives as long as `buf` is borrowed.
+        let slice = unsafe {
+            let v = *buf.read_iovec_ptr().add(i);
+            std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+        };
+        if !f(slice) {
+            return;
+        }
+    }
+}
