@@ -4,14 +4,11 @@
 
 mod support;
 
-#[path = "support/harness.rs"]
-mod harness;
-
-use harness::*;
 use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::gate::*;
 use support::{get_raw, post_raw, wait_until, Conn};
 
 const CHAT: &str = "/v1/chat/completions";
@@ -275,13 +272,8 @@ fn var(tag: &str) -> String {
 }
 
 /// An upstream that answers every request with a small JSON 200.
-fn ok_upstream() -> RawUpstream {
-    RawUpstream::spawn(|s| {
-        put(
-            s,
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
-        )
-    })
+fn ok_upstream() -> Scripted {
+    Scripted::start(|_| vec![Piece::Bytes(json_response("{}")), Piece::Close])
 }
 
 #[test]
@@ -326,11 +318,14 @@ fn front_door_keys_guard_every_path() {
     let r = c.request(b"GET /v1/models HTTP/1.1\r\nHost: a\r\nauthorization: bearer k-one\r\n\r\n");
     assert_eq!(r.status, 200, "{}", r.text());
     // The front-door key is the client's credential: never forwarded upstream.
-    let head = up.next_head().to_ascii_lowercase();
-    assert!(
-        !head.contains("k-two") && !head.contains("authorization"),
-        "{head}"
-    );
+    let seen = up.seen();
+    assert!(!seen.is_empty(), "upstream got no request");
+    for head in seen.iter().map(|r| r.head.to_ascii_lowercase()) {
+        assert!(
+            !head.contains("k-two") && !head.contains("authorization"),
+            "{head}"
+        );
+    }
 }
 
 #[test]
@@ -432,7 +427,11 @@ fn upstream_credentials_are_injected_and_client_credentials_stripped() {
             .as_bytes(),
         );
         assert_eq!(r.status, 200, "{model}: {}", r.text());
-        up.next_head().to_ascii_lowercase()
+        let seen = up.seen();
+        seen.last()
+            .expect("upstream got no request")
+            .head
+            .to_ascii_lowercase()
     };
     let h = send("m-bearer");
     assert!(
@@ -588,7 +587,7 @@ fn secrets_never_reach_logs_admin_or_error_bodies() {
     assert_error(&r, 401, "auth.unauthorized");
     bodies.push_str(&String::from_utf8_lossy(&r.raw));
     // Requests seen by the upstream carry the secret (that is the point) ...
-    assert!(up.next_head().contains(SECRET));
+    assert!(up.seen()[0].head.contains(SECRET));
     // ... but nothing slotgate itself says or logs does.
     let log = b.log_text();
     assert!(log.contains("slotgate listening"), "no log captured: {log}");
@@ -606,94 +605,76 @@ fn secrets_never_reach_logs_admin_or_error_bodies() {
 struct Faults {
     server: Server,
     _mock: MockHandle,
-    _ups: Vec<RawUpstream>,
+    _ups: Vec<Scripted>,
 }
 
-fn fault_upstreams() -> Vec<(&'static str, RawUpstream)> {
-    vec![
-        (
-            "rst-now",
-            RawUpstream::spawn(|s| reset(s.try_clone().unwrap())),
-        ),
-        (
-            "close-now",
-            RawUpstream::spawn(|s| drop(s.try_clone().unwrap())),
-        ),
-        (
-            "rst-head",
-            RawUpstream::spawn(|s| {
-                put(s, b"HTTP/1.1 200 OK\r\nContent-Ty");
-                reset(s.try_clone().unwrap())
-            }),
-        ),
+fn fault_upstreams() -> Vec<(&'static str, Scripted)> {
+    use Piece::{Close, Reset, Stall};
+    let bytes = |b: &[u8]| Piece::Bytes(b.to_vec());
+    let huge_head = {
+        let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..2000 {
+            h.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(40)).as_bytes());
+        }
+        h.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        h
+    };
+    let faults: Vec<(&'static str, Vec<Piece>)> = vec![
+        ("rst-now", vec![Reset]),
+        ("close-now", vec![Close]),
+        ("rst-head", vec![bytes(b"HTTP/1.1 200 OK\r\nContent-Ty"), Reset]),
         (
             "rst-body",
-            RawUpstream::spawn(|s| {
-                put(
-                    s,
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
-                );
-                reset(s.try_clone().unwrap())
-            }),
+            vec![
+                bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+                Reset,
+            ],
         ),
         (
             "rst-chunked",
-            RawUpstream::spawn(|s| {
-                put(
-                    s,
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                );
-                reset(s.try_clone().unwrap())
-            }),
+            vec![
+                bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+                Reset,
+            ],
         ),
-        ("stall-head", RawUpstream::spawn(stall)),
+        ("stall-head", vec![Stall]),
         (
             "stall-body",
-            RawUpstream::spawn(|s| {
-                put(
-                    s,
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                );
-                stall(s)
-            }),
+            vec![
+                bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+                Stall,
+            ],
         ),
         (
             "bad-status",
-            RawUpstream::spawn(|s| put(s, b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n")),
+            vec![bytes(b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n"), Close],
         ),
-        (
-            "not-http",
-            RawUpstream::spawn(|s| put(s, b"SSH-2.0-OpenSSH_9.6\r\n\r\n")),
-        ),
+        ("not-http", vec![bytes(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"), Close]),
         (
             "bad-chunk",
-            RawUpstream::spawn(|s| {
-                put(s, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
-            }),
+            vec![
+                bytes(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+                Close,
+            ],
         ),
         (
             "bad-framing",
-            RawUpstream::spawn(|s| {
-                put(s, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-            }),
+            vec![
+                bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                Close,
+            ],
         ),
-        (
-            "huge-head",
-            RawUpstream::spawn(|s| {
-                let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
-                for i in 0..2000 {
-                    h.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "f".repeat(40)).as_bytes());
-                }
-                h.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-                put(s, &h)
-            }),
-        ),
-    ]
+        ("huge-head", vec![Piece::Bytes(huge_head), Close]),
+    ];
+    faults
+        .into_iter()
+        .map(|(name, pieces)| (name, Scripted::start(move |_| pieces.clone())))
+        .collect()
 }
 
 /// The `[[upstream]]` tables of the fault set: `good` (a mock), `refused`, and one scripted
 /// upstream per fault, each serving the model of its own name, with short timeouts.
-fn fault_tables() -> (String, MockHandle, Vec<RawUpstream>) {
+fn fault_tables() -> (String, MockHandle, Vec<Scripted>) {
     let m = mock::spawn(MockConfig::default()).unwrap();
     let timeouts = "first_byte_ms = 300\nidle_ms = 300\nconnect_ms = 500";
     let mut text = remote("good", &m.base_url(), &["mock"], timeouts);
@@ -939,8 +920,12 @@ fn admin_token_variable_unset_locks_the_admin_api() {
 #[test]
 fn upstream_obs_text_reason_phrase_is_relayed_not_fatal() {
     // Fuzz finding: this status line used to abort the process (panic = "abort" in release).
-    let up =
-        RawUpstream::spawn(|s| put(s, b"HTTP/1.1 200 \xc3\x96k\r\nContent-Length: 2\r\n\r\n{}"));
+    let up = Scripted::start(|_| {
+        vec![
+            Piece::Bytes(b"HTTP/1.1 200 \xc3\x96k\r\nContent-Length: 2\r\n\r\n{}".to_vec()),
+            Piece::Close,
+        ]
+    });
     let s = start(&config_text(
         &remote("up", &up.url(), &["mock"], ""),
         "",

@@ -7,12 +7,12 @@ mod support;
 
 use serde_json::Value;
 use slotgate::server::Server;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::gate::{json_response, serve, start_gate, Piece, Script, Seen};
+use support::gate::{json_response, start_gate, upstream, Piece, Scripted, Seen};
 use support::*;
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
@@ -87,55 +87,21 @@ impl Drop for Pki {
 }
 
 /// The scripted upstream of `support::gate`, speaking TLS with `pki`'s server certificate.
-struct TlsScripted {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    accepted: Arc<AtomicUsize>,
+fn tls_scripted(
+    pki: &Pki,
+    script: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static,
+) -> Scripted {
+    let cfg = slotgate::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem"))
+        .expect("server config");
+    Scripted::start_on(
+        move |c| rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), c),
+        script,
+    )
 }
 
-impl TlsScripted {
-    fn start(
-        pki: &Pki,
-        script: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static,
-    ) -> TlsScripted {
-        let cfg = slotgate::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem"))
-            .expect("server config");
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let script: Arc<Script> = Arc::new(script);
-        let (s2, a2) = (seen.clone(), accepted.clone());
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let Ok(c) = c else { continue };
-                a2.fetch_add(1, Ordering::SeqCst);
-                let _ = c.set_nodelay(true);
-                let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
-                let (s3, sc) = (s2.clone(), script.clone());
-                std::thread::spawn(move || serve(rustls::StreamOwned::new(conn, c), s3, sc));
-            }
-        });
-        TlsScripted {
-            addr,
-            seen,
-            accepted,
-        }
-    }
-
-    /// `https://localhost:port/v1` (a DNS name, so SNI is sent).
-    fn url(&self) -> String {
-        format!("https://localhost:{}/v1", self.addr.port())
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// An upstream table; `extra` lines go inside it (`ca_file`, `models`, `auth` …).
-fn upstream(name: &str, kind: &str, url: &str, extra: &str) -> String {
-    format!("[[upstream]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n{extra}\n")
+/// `https://localhost:port/v1` for a TLS upstream (a DNS name, so SNI is sent).
+fn https_url(up: &Scripted) -> String {
+    format!("https://localhost:{}/v1", up.addr.port())
 }
 
 fn ca_line(p: &Path) -> String {
@@ -164,7 +130,7 @@ fn https_upstream_relay(driver: &str) {
     let chunks = sse_chunks(5);
     let wire = chunks.concat();
     let script_chunks = chunks.clone();
-    let up = TlsScripted::start(&pki, move |seen| {
+    let up = tls_scripted(&pki, move |seen| {
         if String::from_utf8_lossy(&seen.body).contains("\"stream\":true") {
             let mut v = vec![Piece::Bytes(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
@@ -181,7 +147,7 @@ fn https_upstream_relay(driver: &str) {
     let cfg = upstream(
         "up",
         "remote",
-        &up.url(),
+        &https_url(&up),
         &format!("models = [\"m1\"]\n{}", ca_line(&pki.ca())),
     );
     let gate = start_gate(&cfg, &tuning(driver));
@@ -231,11 +197,11 @@ fn https_upstream_relay_epoll() {
 fn wrong_ca_is_502_with_tls_reason() {
     let pki = Pki::new("server");
     let other = Pki::new("other");
-    let up = TlsScripted::start(&pki, |_| vec![Piece::Bytes(json_response("{}"))]);
+    let up = tls_scripted(&pki, |_| vec![Piece::Bytes(json_response("{}"))]);
     let cfg = upstream(
         "up",
         "remote",
-        &up.url(),
+        &https_url(&up),
         &format!("models = [\"m1\"]\n{}", ca_line(&other.ca())),
     );
     let gate = start_gate(&cfg, &tuning("auto"));
@@ -258,7 +224,7 @@ fn wrong_ca_is_502_with_tls_reason() {
 #[test]
 fn insecure_skip_verify_accepts_any_certificate() {
     let pki = Pki::new("insecure");
-    let up = TlsScripted::start(&pki, |_| vec![Piece::Bytes(json_response("{\"ok\":1}"))]);
+    let up = tls_scripted(&pki, |_| vec![Piece::Bytes(json_response("{\"ok\":1}"))]);
     let cfg = upstream(
         "up",
         "remote",
@@ -286,7 +252,7 @@ fn cold_prefetch_over_https_with_credential() {
     // The list is empty at start-up, so the cache stays cold until a request needs it.
     let lists = Arc::new(AtomicUsize::new(0));
     let lists2 = lists.clone();
-    let up = TlsScripted::start(&pki, move |seen| {
+    let up = tls_scripted(&pki, move |seen| {
         if seen.request_line().starts_with("GET /v1/models") {
             let ids: &[&str] = if lists2.fetch_add(1, Ordering::SeqCst) == 0 {
                 &[]
@@ -302,7 +268,7 @@ fn cold_prefetch_over_https_with_credential() {
     let cfg = upstream(
         "far",
         "remote",
-        &up.url(),
+        &https_url(&up),
         &format!(
             "models_refresh_ms = 600000\nauth = {{ style = \"bearer\", env = \"SLOTGATE_TLS_TEST_KEY\" }}\n{}",
             ca_line(&pki.ca())
@@ -348,7 +314,7 @@ fn cold_prefetch_over_https_with_credential() {
 #[test]
 fn container_probed_over_https() {
     let pki = Pki::new("probe");
-    let up = TlsScripted::start(&pki, |seen| {
+    let up = tls_scripted(&pki, |seen| {
         let line = seen.request_line();
         if line.starts_with("GET /health") {
             vec![Piece::Bytes(json_response("{\"status\":\"ok\"}"))]
@@ -361,7 +327,7 @@ fn container_probed_over_https() {
     let cfg = upstream(
         "box",
         "container",
-        &up.url(),
+        &https_url(&up),
         &format!(
             "probe_interval_ms = 100\nprobe_backoff_ms = [100]\nmodels_refresh_ms = 200\n{}",
             ca_line(&pki.ca())
@@ -490,7 +456,7 @@ fn front_door_curl_epoll() {
 fn front_door_certificate_reload_mid_stream() {
     use std::io::{Read, Write};
     let pki = Pki::new("reload");
-    let up = support::gate::Scripted::start(|_| {
+    let up = Scripted::start(|_| {
         let mut v = vec![Piece::Bytes(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
         )];
