@@ -6,32 +6,9 @@ mod support;
 use slotgate::config::Config;
 use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::gate::TempFile;
 use support::*;
-
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(tag: &str, text: &str) -> TempConfig {
-        let p = std::env::temp_dir().join(format!(
-            "slotgate-test-{tag}-{}-{:?}.toml",
-            std::process::id(),
-            Instant::now()
-        ));
-        std::fs::write(&p, text).unwrap();
-        TempConfig(p)
-    }
-    fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn head() -> String {
     "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[tuning]\ncores = 1\n".into()
@@ -72,7 +49,7 @@ fn post_admin(gate: &Server, path: &str) -> Response {
 fn reload_adds_an_upstream_while_a_stream_completes() {
     let a = mock_of("model-a", 30, 40.0);
     let b = mock_of("model-b", 3, 0.0);
-    let file = TempConfig::new("add", &(head() + &container("a", &a)));
+    let file = TempFile::new("add.toml", &(head() + &container("a", &a)));
     let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || ready(&gate, "a")));
 
@@ -110,7 +87,7 @@ fn reload_adds_an_upstream_while_a_stream_completes() {
 fn broken_reload_is_refused_and_routing_unchanged() {
     let a = mock_of("model-a", 3, 0.0);
     let good = head() + &container("a", &a);
-    let file = TempConfig::new("broken", &good);
+    let file = TempFile::new("broken.toml", &good);
     let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || ready(&gate, "a")));
     let epoch = gate.control.cell().epoch();
@@ -159,7 +136,7 @@ fn cold_prefetch_is_single_flighted() {
         container("agent", &local),
         remote.base_url()
     );
-    let file = TempConfig::new("prefetch", &text);
+    let file = TempFile::new("prefetch.toml", &text);
     let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || ready(
         &gate, "agent"

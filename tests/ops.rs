@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::gate::start_gate;
+use support::gate::{remote, start_gate};
 use support::*;
 
 fn mock_of(model: &str, tokens: usize, tokens_per_sec: f64) -> MockHandle {
@@ -25,14 +25,6 @@ fn mock_of(model: &str, tokens: usize, tokens_per_sec: f64) -> MockHandle {
         ..MockConfig::default()
     })
     .expect("spawn mock")
-}
-
-/// A `remote` upstream with a static model list: always ready, never probed.
-fn remote(name: &str, m: &MockHandle, model: &str) -> String {
-    format!(
-        "[[upstream]]\nname = \"{name}\"\nkind = \"remote\"\nurl = \"{}\"\nmodels = [\"{model}\"]\n",
-        m.base_url()
-    )
 }
 
 /// Every sample of a Prometheus text exposition as parsed by `prometheus_client` (Python):
@@ -138,7 +130,7 @@ const CHAT_STREAM: &str =
 #[test]
 fn metrics_count_the_traffic_sent() {
     let m = mock_of("m1", 3, 200.0);
-    let gate = start_gate(&remote("up", &m, "m1"), "");
+    let gate = start_gate(&remote("up", &m.base_url(), &["m1"], ""), "");
     let admin = gate.admin_addr.unwrap();
 
     let mut conn = Conn::connect(gate.addr);
@@ -258,7 +250,7 @@ fn metrics_count_the_traffic_sent() {
 #[test]
 fn a_client_leaving_mid_stream_is_counted() {
     let m = mock_of("m1", 200, 50.0);
-    let gate = start_gate(&remote("up", &m, "m1"), "");
+    let gate = start_gate(&remote("up", &m.base_url(), &["m1"], ""), "");
     let mut conn = Conn::connect(gate.addr);
     conn.send(post_raw("/v1/chat/completions", CHAT_STREAM, &[]).as_bytes());
     conn.read_until(b"tok1 ", Duration::from_secs(5));
@@ -404,7 +396,7 @@ fn sigterm_drains_a_live_stream_refuses_new_connections_and_exits_zero() {
     let tokens = 40;
     let m = mock_of("m1", tokens, 20.0); // about two seconds of stream
     let mut p = Proc::start(
-        &remote("up", &m, "m1"),
+        &remote("up", &m.base_url(), &["m1"], ""),
         &[("SLOTGATE_LOG", "info")],
         &["--log-format", "json"],
     );
@@ -499,7 +491,7 @@ fn recv_state(sock: &UnixDatagram) -> String {
 fn notify_sequence(socket_env: &str, sock: &UnixDatagram) {
     let m = mock_of("m1", 3, 0.0);
     let mut p = Proc::start(
-        &remote("up", &m, "m1"),
+        &remote("up", &m.base_url(), &["m1"], ""),
         &[
             ("NOTIFY_SOCKET", socket_env),
             ("SLOTGATE_LOG", "info,slotgate::access=off"),

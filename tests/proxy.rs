@@ -8,7 +8,7 @@ use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::gate::{json_response, start_gate, Piece, Scripted};
+use support::gate::{json_response, remote, start_gate, Piece, Scripted};
 use support::*;
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
@@ -19,15 +19,6 @@ fn tuning(driver: &str) -> String {
     } else {
         "driver = \"auto\"".into()
     }
-}
-
-/// A `remote` upstream with a static model list: always ready, never probed.
-fn remote(name: &str, url: &str, models: &[&str]) -> String {
-    let list: Vec<String> = models.iter().map(|m| format!("\"{m}\"")).collect();
-    format!(
-        "[[upstream]]\nname = \"{name}\"\nkind = \"remote\"\nurl = \"{url}\"\nmodels = [{}]\n",
-        list.join(", ")
-    )
 }
 
 fn container(name: &str, url: &str) -> String {
@@ -63,7 +54,7 @@ fn envelope(r: &Response) -> Value {
 fn relay_content_length(driver: &str) {
     let answer = r#"{"id":"x","choices":[{"message":{"content":"héllo \u00e9"}}]}"#;
     let up = Scripted::start(move |_| vec![Piece::Bytes(json_response(answer))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     let body =
         "{ \"messages\" : [ {\"role\":\"user\",\"content\":\"a\\u0041\"} ],\n \"model\":\"m1\" }";
     let r = http_request(
@@ -141,7 +132,7 @@ fn relay_sse_chunks(driver: &str) {
         }
         v
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     let r = post_json(
         gate.addr,
         "/v1/chat/completions",
@@ -178,7 +169,7 @@ fn sse_arrives_incrementally(driver: &str) {
             Piece::Bytes(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n".to_vec()),
         ]
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     let mut c = Conn::connect(gate.addr);
     c.send(
         post_raw(
@@ -219,7 +210,7 @@ fn sse_arrives_incrementally_epoll() {
 
 fn chunked_request_body(driver: &str) {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     let parts = ["{\"model\"", ":\"m1\",", "\"x\":[1,2,3]}"];
     let r = http_request(
         gate.addr,
@@ -255,7 +246,7 @@ fn pipelined_in_order(driver: &str) {
             Piece::Bytes(json_response(&format!("{{\"id\":\"{id}\"}}"))),
         ]
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     let mut c = Conn::connect(gate.addr);
     let mut all = String::new();
     for id in ["a", "b", "c"] {
@@ -286,7 +277,7 @@ fn pipelined_in_order_epoll() {
 
 fn upstream_connection_reuse(driver: &str) {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), &tuning(driver));
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
     for _ in 0..20 {
         let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -319,7 +310,7 @@ fn stale_pooled_connection_retried() {
         }
         v
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), "");
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), "");
     let r1 = http_request(
         gate.addr,
         post_raw(
@@ -465,7 +456,7 @@ fn upstream_drop_mid_stream_epoll() {
 fn refusals_use_the_envelope() {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
     let gate = start_gate(
-        &remote("up", &up.url(), &["m1"]),
+        &remote("up", &up.url(), &["m1"], ""),
         "max_body_bytes = 100\nmax_header_bytes = 2048\nmax_uri_bytes = 1024",
     );
     // 413
@@ -495,7 +486,7 @@ fn refusals_use_the_envelope() {
 #[test]
 fn expect_continue_is_answered() {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), "");
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), "");
     let body = r#"{"model":"m1"}"#;
     let mut c = Conn::connect(gate.addr);
     c.send(
@@ -663,7 +654,7 @@ fn front_door_model_list_from_snapshot() {
 fn many_idle_keepalive_connections_stay_served() {
     raise_fd_limit();
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{\"ok\":true}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"]), "");
+    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), "");
     let req = post_raw("/v1/chat/completions", r#"{"model":"m1"}"#, &[]);
     let mut conns: Vec<Conn> = (0..300).map(|_| Conn::connect(gate.addr)).collect();
     for c in conns.iter_mut() {
@@ -698,7 +689,7 @@ fn unauthenticated_body_is_not_read() {
     let gate = start_gate(
         &format!(
             "{}[auth]\nkeys_env = \"SLOTGATE_TEST_EARLY_KEYS\"\n",
-            remote("up", &up.url(), &["m1"])
+            remote("up", &up.url(), &["m1"], "")
         ),
         "",
     );
