@@ -5,12 +5,12 @@
 //! is configured (compared in constant time; if the variable it names is unset they are locked,
 //! never open); `/healthz` and `/readyz` never do, so orchestrator probes keep working.
 
-use super::wire::{framing, Framing, Wire, WireError};
+use super::wire::{Wire, WireError, MAX_HEAD};
 use super::{Control, PushError};
 use crate::config::ct_eq;
 use crate::config::UpstreamKind;
 use crate::http::error::reason_phrase;
-use crate::http::{ErrorCode, ErrorReply};
+use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead};
 use crate::routing::{self, ProbeStatus, RequestFacts, SlotState, Snapshot};
 use serde_json::{json, Value};
 use std::io;
@@ -171,39 +171,34 @@ fn serve_conn(control: &Control, stream: TcpStream) {
     }
 }
 
+/// Admin request head limits: [`MAX_HEAD`] bytes in all (the target has no limit of its own)
+/// and 64 headers.
+const HEAD_LIMITS: Limits = Limits {
+    max_header_bytes: MAX_HEAD,
+    max_headers: 64,
+    max_uri_bytes: MAX_HEAD,
+};
+
 fn read_request(w: &mut Wire) -> Result<Option<(Request, bool)>, WireError> {
-    let Some(head) = w.read_head()? else {
+    let Some(raw) = w.read_head()? else {
         return Ok(None);
     };
-    let mut hs = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut hs);
-    match req.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(WireError::Bad("incomplete head".into())),
-        Err(e) => return Err(WireError::Bad(format!("bad request head: {e}"))),
-    }
-    let fr = framing(req.headers, Framing::Empty).map_err(WireError::Bad)?;
-    let mut close = req.version == Some(0);
-    let mut authorization = None;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("connection") {
-            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            close = v.contains("close") || (close && !v.contains("keep-alive"));
-        } else if h.name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(h.value.to_vec());
-        }
-    }
-    let target = req.path.unwrap_or("/");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let r = Request {
-        method: req.method.unwrap_or("").to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        authorization,
-        body: Vec::new(),
+    // `raw` ends in the blank line, so the parse is complete or an error.
+    let mut head = RequestHead::new();
+    head.parse(&raw, &HEAD_LIMITS).map_err(|e| match e {
+        RequestError::HeadTooLarge => WireError::TooLarge,
+        e => WireError::Bad(e.to_string()),
+    })?;
+    let body = w.read_body(head.framing(), MAX_BODY)?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let req = Request {
+        method: text(head.method_bytes(&raw)),
+        path: text(head.path(&raw)),
+        query: head.query(&raw).map(text).unwrap_or_default(),
+        authorization: head.authorization(&raw).map(<[u8]>::to_vec),
+        body,
     };
-    let body = w.read_body(fr, MAX_BODY)?;
-    Ok(Some((Request { body, ..r }, close)))
+    Ok(Some((req, !head.keep_alive())))
 }
 
 fn not_allowed(allow: &str) -> Reply {

@@ -5,8 +5,9 @@
 //! Control threads only (std sockets, one hard deadline for connect + write + read), so a hung
 //! upstream costs its own prober thread at most `timeout` and never touches a worker.
 
-use super::wire::{framing, Framing, Wire, WireError, WireStream};
+use super::wire::{Wire, WireError, WireStream, MAX_HEAD};
 use crate::config::{Scheme, UpstreamConfig};
+use crate::http::ResponseHead;
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -201,27 +202,19 @@ fn exchange(
     }
     w.write_all(&req)?;
     loop {
-        let head = w.read_head()?.ok_or(ClientError::Failed(
+        let raw = w.read_head()?.ok_or(ClientError::Failed(
             "connection closed before a response".into(),
         ))?;
-        let mut hs = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut hs);
-        match resp.parse(&head) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => unreachable!("head ends in a blank line"),
-            Err(e) => return Err(ClientError::Failed(format!("bad response head: {e}"))),
-        }
-        let status = resp.code.unwrap_or(0);
-        if (100..200).contains(&status) {
+        // `raw` ends in the blank line, so the parse is complete or an error.
+        let mut head = ResponseHead::new();
+        head.parse(&raw, false, MAX_HEAD)
+            .map_err(|e| ClientError::Failed(e.to_string()))?;
+        if head.is_informational() {
             // An interim response (100 Continue): the real one follows.
             continue;
         }
-        let fr = if status == 204 || status == 304 {
-            Framing::Empty
-        } else {
-            framing(resp.headers, Framing::UntilClose).map_err(ClientError::Failed)?
-        };
-        let body = w.read_body(fr, MAX_BODY)?;
+        let status = head.status();
+        let body = w.read_body(head.framing(), MAX_BODY)?;
         return Ok(Response { status, body });
     }
 }

@@ -1,9 +1,13 @@
-//! Blocking HTTP/1.1 message framing over httparse for the control side (probe client and admin
-//! server): a deadline-bound buffered reader and body decoding (Content-Length or chunked).
+//! Blocking HTTP/1.1 message IO for the control side (probe client and admin server): a
+//! deadline-bound buffered reader that hands out whole heads and reads bodies. Parsing and
+//! framing are `crate::http`'s, the same as on the data plane: callers parse the head with
+//! [`crate::http::RequestHead`] / [`crate::http::ResponseHead`] and pass its [`BodyFraming`]
+//! here; chunked bodies go through [`ChunkedDecoder`].
 //!
 //! Everything here runs on control threads with std sockets, never on workers. Every read is
 //! bounded by one absolute deadline so a peer that stalls cannot hold a thread past it.
 
+use crate::http::{BodyFraming, ChunkedDecoder};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -202,24 +206,6 @@ impl Wire {
         }
     }
 
-    /// Reads one CRLF-terminated line (without the CRLF), at most `limit` bytes.
-    fn read_line(&mut self, limit: usize) -> Result<Vec<u8>, WireError> {
-        loop {
-            let unread = &self.buf[self.pos..];
-            if let Some(i) = memchr::memmem::find(unread, b"\r\n") {
-                let line = unread[..i].to_vec();
-                self.pos += i + 2;
-                return Ok(line);
-            }
-            if unread.len() > limit {
-                return Err(WireError::TooLarge);
-            }
-            if self.fill()? == 0 {
-                return Err(WireError::Closed);
-            }
-        }
-    }
-
     /// Appends exactly `n` body bytes to `out`.
     fn read_exact_into(&mut self, mut n: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
         while n > 0 {
@@ -234,39 +220,36 @@ impl Wire {
         Ok(())
     }
 
-    /// Reads a body framed as `framing`, refusing more than `max` bytes.
-    pub fn read_body(&mut self, framing: Framing, max: usize) -> Result<Vec<u8>, WireError> {
+    /// Reads a body framed as `framing` (from the parsed head), refusing more than `max` bytes.
+    pub fn read_body(&mut self, framing: BodyFraming, max: usize) -> Result<Vec<u8>, WireError> {
         let mut out = Vec::new();
         match framing {
-            Framing::Empty => {}
-            Framing::Length(n) => {
+            BodyFraming::None => {}
+            BodyFraming::Length(n) => {
                 if n > max as u64 {
                     return Err(WireError::TooLarge);
                 }
                 self.read_exact_into(n as usize, &mut out)?;
             }
-            Framing::Chunked => loop {
-                let line = self.read_line(1024)?;
-                let size_txt = line.split(|b| *b == b';').next().unwrap_or_default();
-                let size_txt = std::str::from_utf8(size_txt)
-                    .map_err(|_| WireError::Bad("chunk size".into()))?
-                    .trim();
-                let size = usize::from_str_radix(size_txt, 16)
-                    .map_err(|_| WireError::Bad(format!("chunk size '{size_txt}'")))?;
-                if size == 0 {
-                    // Trailers, then the blank line that ends the message.
-                    while !self.read_line(MAX_HEAD)?.is_empty() {}
-                    break;
+            BodyFraming::Chunked => {
+                let mut chunked = ChunkedDecoder::new();
+                loop {
+                    let progress = chunked
+                        .decode(&self.buf[self.pos..], |data| out.extend_from_slice(data))
+                        .map_err(|e| WireError::Bad(e.to_string()))?;
+                    self.pos += progress.consumed;
+                    if out.len() > max {
+                        return Err(WireError::TooLarge);
+                    }
+                    if progress.done {
+                        break;
+                    }
+                    if self.fill()? == 0 {
+                        return Err(WireError::Closed);
+                    }
                 }
-                if out.len() + size > max {
-                    return Err(WireError::TooLarge);
-                }
-                self.read_exact_into(size, &mut out)?;
-                if !self.read_line(2)?.is_empty() {
-                    return Err(WireError::Bad("missing CRLF after chunk".into()));
-                }
-            },
-            Framing::UntilClose => loop {
+            }
+            BodyFraming::Close => loop {
                 if self.pos < self.buf.len() {
                     out.extend_from_slice(&self.buf[self.pos..]);
                     self.pos = self.buf.len();
@@ -280,53 +263,6 @@ impl Wire {
             },
         }
         Ok(out)
-    }
-}
-
-/// How a message body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    Empty,
-    /// `Content-Length: n`.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// A response body that ends when the server closes the connection.
-    UntilClose,
-}
-
-/// Framing from parsed headers; `no_length` is what a message without either header means.
-pub fn framing(headers: &[httparse::Header<'_>], no_length: Framing) -> Result<Framing, String> {
-    let mut chunked = false;
-    let mut length: Option<u64> = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let v = std::str::from_utf8(h.value).map_err(|_| "bad transfer-encoding")?;
-            chunked = v
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            if !chunked {
-                return Err(format!("unsupported transfer-encoding '{v}'"));
-            }
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("bad content-length")?;
-            if length.is_some_and(|l| l != n) {
-                return Err("conflicting content-length".into());
-            }
-            length = Some(n);
-        }
-    }
-    match (chunked, length) {
-        (true, Some(_)) => Err("both content-length and chunked".into()),
-        (true, None) => Ok(Framing::Chunked),
-        (false, Some(0)) => Ok(Framing::Empty),
-        (false, Some(n)) => Ok(Framing::Length(n)),
-        (false, None) => Ok(no_length),
     }
 }
 
@@ -351,39 +287,36 @@ mod tests {
     fn chunked_body_with_extensions_and_trailers() {
         let mut w = pair(b"HTTP/1.1 200 OK\r\n\r\n4;x=y\r\nabcd\r\n3\r\nefg\r\n0\r\nT: v\r\n\r\n");
         w.read_head().unwrap().unwrap();
-        assert_eq!(w.read_body(Framing::Chunked, 100).unwrap(), b"abcdefg");
+        assert_eq!(w.read_body(BodyFraming::Chunked, 100).unwrap(), b"abcdefg");
     }
 
     #[test]
     fn length_and_until_close() {
         let mut w = pair(b"hello world");
-        assert_eq!(w.read_body(Framing::Length(5), 100).unwrap(), b"hello");
-        assert_eq!(w.read_body(Framing::UntilClose, 100).unwrap(), b" world");
+        assert_eq!(w.read_body(BodyFraming::Length(5), 100).unwrap(), b"hello");
+        assert_eq!(w.read_body(BodyFraming::Close, 100).unwrap(), b" world");
     }
 
     #[test]
     fn limits() {
         let mut w = pair(b"5\r\nhello\r\n0\r\n\r\n");
         assert!(matches!(
-            w.read_body(Framing::Chunked, 3),
+            w.read_body(BodyFraming::Chunked, 3),
             Err(WireError::TooLarge)
         ));
     }
 
     #[test]
-    fn framing_rules() {
-        let cl = [httparse::Header {
-            name: "Content-Length",
-            value: b"12",
-        }];
-        assert_eq!(framing(&cl, Framing::Empty), Ok(Framing::Length(12)));
-        let te = [httparse::Header {
-            name: "transfer-encoding",
-            value: b"gzip, chunked",
-        }];
-        assert_eq!(framing(&te, Framing::Empty), Ok(Framing::Chunked));
-        assert_eq!(framing(&[], Framing::UntilClose), Ok(Framing::UntilClose));
-        let both = [cl[0], te[0]];
-        assert!(framing(&both, Framing::Empty).is_err());
+    fn bad_or_cut_chunked_body() {
+        let mut w = pair(b"zz\r\nhello\r\n0\r\n\r\n");
+        assert!(matches!(
+            w.read_body(BodyFraming::Chunked, 100),
+            Err(WireError::Bad(_))
+        ));
+        let mut w = pair(b"5\r\nhel");
+        assert!(matches!(
+            w.read_body(BodyFraming::Chunked, 100),
+            Err(WireError::Closed)
+        ));
     }
 }
