@@ -8,18 +8,8 @@ use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::gate::{json_response, remote, start_gate, Piece, Scripted};
+use support::gate::{driver_tuning, json_response, remote, start_gate, Piece, Scripted, DRIVERS};
 use support::*;
-
-const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
-
-fn tuning(driver: &str) -> String {
-    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
-        "driver = \"epoll\"".into()
-    } else {
-        "driver = \"auto\"".into()
-    }
-}
 
 fn container(name: &str, url: &str) -> String {
     format!("[[upstream]]\nname = \"{name}\"\nkind = \"container\"\nurl = \"{url}\"\nprobe_interval_ms = 100\nprobe_backoff_ms = [100]\nmodels_refresh_ms = 200\n")
@@ -54,7 +44,10 @@ fn envelope(r: &Response) -> Value {
 fn relay_content_length(driver: &str) {
     let answer = r#"{"id":"x","choices":[{"message":{"content":"héllo \u00e9"}}]}"#;
     let up = Scripted::start(move |_| vec![Piece::Bytes(json_response(answer))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     let body =
         "{ \"messages\" : [ {\"role\":\"user\",\"content\":\"a\\u0041\"} ],\n \"model\":\"m1\" }";
     let r = http_request(
@@ -132,7 +125,10 @@ fn relay_sse_chunks(driver: &str) {
         }
         v
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     let r = post_json(
         gate.addr,
         "/v1/chat/completions",
@@ -169,7 +165,10 @@ fn sse_arrives_incrementally(driver: &str) {
             Piece::Bytes(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n".to_vec()),
         ]
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     let mut c = Conn::connect(gate.addr);
     c.send(
         post_raw(
@@ -210,7 +209,10 @@ fn sse_arrives_incrementally_epoll() {
 
 fn chunked_request_body(driver: &str) {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     let parts = ["{\"model\"", ":\"m1\",", "\"x\":[1,2,3]}"];
     let r = http_request(
         gate.addr,
@@ -246,7 +248,10 @@ fn pipelined_in_order(driver: &str) {
             Piece::Bytes(json_response(&format!("{{\"id\":\"{id}\"}}"))),
         ]
     });
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     let mut c = Conn::connect(gate.addr);
     let mut all = String::new();
     for id in ["a", "b", "c"] {
@@ -277,7 +282,10 @@ fn pipelined_in_order_epoll() {
 
 fn upstream_connection_reuse(driver: &str) {
     let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
-    let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), &tuning(driver));
+    let gate = start_gate(
+        &remote("up", &up.url(), &["m1"], ""),
+        &driver_tuning(driver),
+    );
     for _ in 0..20 {
         let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -342,7 +350,7 @@ fn chat_mock(models: &[&str], tokens: usize, tps: f64) -> MockHandle {
 
 fn client_disconnect_closes_upstream(driver: &str) {
     let m = chat_mock(&["m1"], 2000, 50.0);
-    let gate = start_gate(&container("chat", &m.base_url()), &tuning(driver));
+    let gate = start_gate(&container("chat", &m.base_url()), &driver_tuning(driver));
     wait_ready(&gate, "chat", "m1");
     let mut c = Conn::connect(gate.addr);
     c.send(
@@ -427,7 +435,7 @@ fn upstream_drop_mid_stream(driver: &str) {
         ..MockConfig::default()
     })
     .unwrap();
-    let gate = start_gate(&container("chat", &m.base_url()), &tuning(driver));
+    let gate = start_gate(&container("chat", &m.base_url()), &driver_tuning(driver));
     wait_ready(&gate, "chat", "m1");
     let r = post_json(
         gate.addr,
@@ -505,7 +513,7 @@ fn expect_continue_is_answered() {
 
 fn hundred_concurrent_streams(driver: &str) {
     let m = chat_mock(&["m1"], 40, 0.0);
-    let gate = start_gate(&container("chat", &m.base_url()), &tuning(driver));
+    let gate = start_gate(&container("chat", &m.base_url()), &driver_tuning(driver));
     wait_ready(&gate, "chat", "m1");
     let addr = gate.addr;
     let handles: Vec<_> = (0..100)

@@ -12,18 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::gate::{json_response, start_gate, upstream, Piece, Scripted, Seen};
+use support::gate::{
+    driver_tuning, json_response, start_gate, upstream, Piece, Scripted, Seen, DRIVERS,
+};
 use support::*;
-
-const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
-
-fn tuning(driver: &str) -> String {
-    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
-        "driver = \"epoll\"".into()
-    } else {
-        "driver = \"auto\"".into()
-    }
-}
 
 /// A throwaway CA and a `localhost`/`127.0.0.1` server certificate it signed, as PEM files.
 struct Pki {
@@ -150,7 +142,7 @@ fn https_upstream_relay(driver: &str) {
         &https_url(&up),
         &format!("models = [\"m1\"]\n{}", ca_line(&pki.ca())),
     );
-    let gate = start_gate(&cfg, &tuning(driver));
+    let gate = start_gate(&cfg, &driver_tuning(driver));
     let mut c = Conn::connect(gate.addr);
     let r = c.request(post_raw("/v1/chat/completions", r#"{"model":"m1"}"#, &[]).as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
@@ -204,7 +196,7 @@ fn wrong_ca_is_502_with_tls_reason() {
         &https_url(&up),
         &format!("models = [\"m1\"]\n{}", ca_line(&other.ca())),
     );
-    let gate = start_gate(&cfg, &tuning("auto"));
+    let gate = start_gate(&cfg, &driver_tuning("auto"));
     let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
     assert_eq!(r.status, 502, "{}", r.text());
     let v: Value = r.json();
@@ -231,7 +223,7 @@ fn insecure_skip_verify_accepts_any_certificate() {
         &format!("https://127.0.0.1:{}/v1", up.addr.port()),
         "models = [\"m1\"]\ninsecure_skip_verify = true\n",
     );
-    let gate = start_gate(&cfg, &tuning("auto"));
+    let gate = start_gate(&cfg, &driver_tuning("auto"));
     let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.body, b"{\"ok\":1}");
@@ -274,7 +266,7 @@ fn cold_prefetch_over_https_with_credential() {
             ca_line(&pki.ca())
         ),
     );
-    let gate = start_gate(&cfg, &tuning("auto"));
+    let gate = start_gate(&cfg, &driver_tuning("auto"));
     // The start-up fetch (empty list) must be recorded before the request, or the request's
     // prefetch would join that flight and see its empty answer (the admin API shows live state).
     let admin = gate.admin_addr.unwrap();
@@ -333,7 +325,7 @@ fn container_probed_over_https() {
             ca_line(&pki.ca())
         ),
     );
-    let gate = start_gate(&cfg, &tuning("auto"));
+    let gate = start_gate(&cfg, &driver_tuning("auto"));
     let ok = wait_until(Duration::from_secs(10), || {
         let s = gate.control.snapshot();
         s.by_name("box")
@@ -354,7 +346,7 @@ fn start_tls_gate(pki: &Pki, upstreams: &str, driver: &str) -> Server {
         "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\n{upstreams}\n\n[tuning]\ncores = 1\n{}\n",
         pki.path("cert.pem").display().to_string(),
         pki.path("key.pem").display().to_string(),
-        tuning(driver)
+        driver_tuning(driver)
     );
     let path = pki.path("slotgate.toml");
     std::fs::write(&path, text).unwrap();

@@ -28,6 +28,18 @@ pub fn start_gate(upstreams_toml: &str, tuning: &str) -> Server {
     ))
 }
 
+/// The proxy drivers a test runs under: `io_uring`, and `epoll` beside it.
+pub const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
+
+/// The `[tuning]` line that selects `driver`; `epoll` where io_uring is not available.
+pub fn driver_tuning(driver: &str) -> String {
+    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
+        "driver = \"epoll\"".into()
+    } else {
+        "driver = \"auto\"".into()
+    }
+}
+
 /// A whole config: loopback front door on port 0, no admin, default slot `agent`, one core,
 /// `upstreams` and `more` tables and `tuning` lines added.
 pub fn config_text(upstreams: &str, tuning: &str, more: &str) -> String {
