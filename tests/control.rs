@@ -3,6 +3,7 @@
 
 #[path = "control/mock.rs"]
 mod mock;
+mod support;
 
 use mock::Backend;
 use serde_json::Value;
@@ -11,20 +12,17 @@ use slotgate::control::{self, Control};
 use slotgate::routing::{ProbeStatus, SlotState, Snapshot};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use support::gate::TempFile;
+use support::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Polls `cond` until it holds or the deadline passes.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Polls `cond` until it holds; fails the test when the deadline passes first.
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    assert!(wait_until(DEADLINE, cond), "timed out waiting for: {what}");
 }
 
 /// A fast-probing upstream table.
@@ -40,32 +38,9 @@ fn config(text: &str) -> Config {
     Config::from_toml_str(text, None).unwrap()
 }
 
-/// A config file on disk (for reload tests); removed on drop.
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(text: &str) -> TempConfig {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "slotgate-control-{}-{}.toml",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&p, text).unwrap();
-        TempConfig(p)
-    }
-    fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
-    }
-    fn load(&self) -> Config {
-        Config::load(&self.0, None).unwrap()
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// A config file on disk (for reload tests), loaded.
+fn load(f: &TempFile) -> Config {
+    Config::load(&f.0, None).unwrap()
 }
 
 fn probe_of(s: &Snapshot, name: &str) -> ProbeStatus {
@@ -190,8 +165,8 @@ fn mark_down_publishes_at_once_and_probe_recovers() {
 fn reload_broken_file_keeps_snapshot() {
     let be = Backend::start(&["m1"]);
     let good = upstream("chat", "container", &be.url(), "");
-    let f = TempConfig::new(&good);
-    let c = started(f.load());
+    let f = TempFile::new("control.toml", &good);
+    let c = started(load(&f));
     wait_for("warm", || models_of(&c.snapshot(), "chat") == ["m1"]);
     wait_for("passing", || {
         probe_of(&c.snapshot(), "chat") == ProbeStatus::Passing
@@ -218,8 +193,8 @@ fn reload_adds_upstream_and_keeps_unchanged_state() {
     let be1 = Backend::start(&["m1"]);
     let be2 = Backend::start(&["m2"]);
     let chat = upstream("chat", "container", &be1.url(), "");
-    let f = TempConfig::new(&chat);
-    let c = started(f.load());
+    let f = TempFile::new("control.toml", &chat);
+    let c = started(load(&f));
     wait_for("chat warm and passing", || {
         let s = c.snapshot();
         probe_of(&s, "chat") == ProbeStatus::Passing && models_of(&s, "chat") == ["m1"]
@@ -404,8 +379,8 @@ fn admin_api_over_http() {
         upstream("agent", "slot", &be.url(), ""),
         upstream("chat", "container", &be.url(), ""),
     );
-    let f = TempConfig::new(&text);
-    let c = started(f.load());
+    let f = TempFile::new("control.toml", &text);
+    let c = started(load(&f));
     let (addr, _h) = control::spawn_admin(c.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
     wait_for("warm", || models_of(&c.snapshot(), "chat") == ["m1"]);
 
@@ -606,8 +581,8 @@ fn admin_bearer_token() {
 fn sighup_reloads() {
     let be = Backend::start(&["m1"]);
     let chat = upstream("chat", "container", &be.url(), "");
-    let f = TempConfig::new(&chat);
-    let c = started(f.load());
+    let f = TempFile::new("control.toml", &chat);
+    let c = started(load(&f));
     c.handle_sighup().unwrap();
     f.write(&format!(
         "{chat}[[upstream]]\nname = \"local\"\nkind = \"composite\"\n"
