@@ -642,7 +642,7 @@ impl Control {
                 cfg.listen.tls_cert.as_deref(),
                 cfg.listen.tls_key.as_deref(),
             )
-            .map_err(|e| ConfigError::single("listen.tls_cert", e))?;
+            .map_err(|(k, m)| ConfigError::single(k, m))?;
         Ok(self.apply_config(cfg))
     }
 
