@@ -110,11 +110,11 @@ fn configuration_reference_matches_the_code() {
     );
 }
 
-/// A problem that only says a TLS file key (`ca_file`, `tls_cert`, `tls_key`)
+/// A problem that only says a TLS file key (`ca_file`, `wake_ca_file`, `tls_cert`, `tls_key`)
 /// names a file that does not exist on this machine.
 fn names_absent_tls_file(p: &slotgate::config::Problem) -> bool {
     let key = p.key.rsplit('.').next().unwrap_or("");
-    ["ca_file", "tls_cert", "tls_key"].contains(&key)
+    ["ca_file", "wake_ca_file", "tls_cert", "tls_key"].contains(&key)
         && p.message.contains("No such file or directory")
 }
 

@@ -516,6 +516,92 @@ fn reload_with_broken_ca_file_is_refused() {
     assert_eq!(r.body, b"{\"ok\":1}");
 }
 
+// ---- The wake hook over https ----
+
+/// A wake hook over TLS with `pki`'s certificate, answering 202 to every POST.
+fn wake_hook(pki: &Pki) -> TlsScripted {
+    TlsScripted::start(pki, |_| {
+        vec![Piece::Bytes(
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        )]
+    })
+}
+
+/// The wake hook POSTs to an `https://` `wake_url` it verifies with `wake_ca_file`.
+#[test]
+fn wake_hook_over_https() {
+    let pki = Pki::new("wake");
+    let hook = wake_hook(&pki);
+    // A port nothing listens on: the container is offline.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = format!(
+        "[routing]\ndefault_slot = \"chat\"\n{}",
+        upstream(
+            "chat",
+            "container",
+            &format!("http://{dead}/v1"),
+            &format!(
+                "probe_interval_ms = 50\nprobe_backoff_ms = [50]\nmodels = [\"m1\"]\n\
+                 wake_url = \"https://localhost:{}/wake\"\nwake_ca_file = {:?}\n",
+                hook.addr.port(),
+                pki.ca().display().to_string()
+            )
+        )
+    );
+    let gate = start_gate(&cfg, &tuning("auto"));
+    assert!(wait_until(Duration::from_secs(5), || {
+        gate.control
+            .snapshot()
+            .by_name("chat")
+            .is_some_and(|u| u.state() == slotgate::routing::SlotState::Offline)
+    }));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        wait_until(Duration::from_secs(5), || !hook.seen().is_empty()),
+        "the wake POST never arrived"
+    );
+    let seen = hook.seen();
+    assert_eq!(seen[0].request_line(), "POST /wake HTTP/1.1");
+    assert_eq!(
+        seen[0].header("host").as_deref(),
+        Some(&*format!("localhost:{}", hook.addr.port()))
+    );
+    let v: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(v["slot"], "chat");
+    assert_eq!(v["model"], "m1");
+    assert_eq!(v["reason"], "request");
+}
+
+/// The wake client trusts the bundled web roots plus `wake_ca_file` only: a private CA's
+/// certificate fails verification without it and passes with it.
+#[test]
+fn wake_client_trusts_web_roots_plus_wake_ca_file() {
+    use slotgate::control::client;
+    let pki = Pki::new("wake-trust");
+    let hook = wake_hook(&pki);
+    let url = slotgate::config::UpstreamUrl::parse(&format!(
+        "https://localhost:{}/wake",
+        hook.addr.port()
+    ))
+    .unwrap();
+    let e = client::post_json(&url, None, b"{}", IO_TIMEOUT).unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(
+        hook.seen().is_empty(),
+        "nothing crossed an unverified connection"
+    );
+    let r = client::post_json(&url, Some(&pki.ca()), b"{\"a\":1}", IO_TIMEOUT).unwrap();
+    assert_eq!(r.status, 202);
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, br#"{"a":1}"#);
+}
+
 // ---- The front door over TLS ----
 
 /// Starts slotgate from a config file (so `/admin/reload` can re-read it) whose front door speaks

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     if text.contains("tuning") && text.contains('"') && !text.contains("[tuning]") {
         return;
     }
-    // Nor the PEM files validation reads (`ca_file`, `tls_cert`, `tls_key`).
+    // Nor the PEM files validation reads (`ca_file`, `wake_ca_file`, `tls_cert`, `tls_key`).
     if text.contains("ca_file") || text.contains("tls_") {
         return;
     }

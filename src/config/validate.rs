@@ -1,5 +1,5 @@
 //! Validation of a parsed config: every problem is collected with the key it concerns. The TLS
-//! files a config names (`ca_file`, `[listen] tls_cert`/`tls_key`) are read here
+//! files a config names (`ca_file`, `wake_ca_file`, `[listen] tls_cert`/`tls_key`) are read here
 //! with the loaders of `crate::tls`, so `check`, start and reload refuse what a handshake would.
 
 use super::file::*;
@@ -204,9 +204,11 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
                 c.push(format!("{key}.wake_url"), e);
             }
         }
-        if let Some(p) = &u.ca_file {
-            if let Err(e) = check_ca_file(p) {
-                c.push(format!("{key}.ca_file"), e);
+        for (name, file) in [("ca_file", &u.ca_file), ("wake_ca_file", &u.wake_ca_file)] {
+            if let Some(p) = file {
+                if let Err(e) = check_ca_file(p) {
+                    c.push(format!("{key}.{name}"), e);
+                }
             }
         }
         if let Some(a) = &u.auth {
@@ -412,6 +414,13 @@ url = "http://127.0.0.1:1/v1"
                     f.path("absent.pem")
                 ),
             ),
+            up(
+                "wake",
+                &format!(
+                    "wake_url = \"https://127.0.0.1:1/wake\"\nwake_ca_file = {:?}",
+                    f.path("not-pem.txt")
+                ),
+            ),
         ]
         .concat();
         let got = problems(&text);
@@ -424,6 +433,7 @@ url = "http://127.0.0.1:1/v1"
                 "upstream[3].ca_file",
                 "upstream[4].ca_file",
                 "upstream[5].ca_file",
+                "upstream[6].wake_ca_file",
             ],
             "{got:?}"
         );
@@ -435,6 +445,7 @@ url = "http://127.0.0.1:1/v1"
         );
         assert!(msg(1).ends_with("no PEM certificate"), "{}", msg(1));
         assert!(msg(2).ends_with("no usable CA certificate"), "{}", msg(2));
+        assert!(msg(5).ends_with("no PEM certificate"), "{}", msg(5));
         // The same rule as the data plane's: the loader the workers use refuses each one.
         let good = f.path("cert.pem");
         assert!(crate::tls::client_config(Some(good.as_ref()), false).is_ok());

@@ -278,19 +278,8 @@ impl Control {
         let spawned = std::thread::Builder::new()
             .name("slotgate-wake".into())
             .spawn(move || {
-                let addrs: Vec<SocketAddr> = match url.literal_addr() {
-                    Some(a) => vec![a],
-                    None => (url.host.as_str(), url.port)
-                        .to_socket_addrs()
-                        .map(|a| a.collect())
-                        .unwrap_or_default(),
-                };
-                let path = if url.base_path.is_empty() {
-                    "/"
-                } else {
-                    url.base_path.as_str()
-                };
-                match client::post_json(&addrs, &url.authority, path, body.as_bytes(), timeout) {
+                let ca_file = cfg.wake_ca_file.as_deref();
+                match client::post_json(&url, ca_file, body.as_bytes(), timeout) {
                     Ok(r) => {
                         tracing::info!(upstream = %cfg.name, status = r.status, "wake hook called")
                     }
