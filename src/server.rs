@@ -59,7 +59,7 @@ impl Server {
         control
             .front_door()
             .install(tls_cert, listen.tls_key.as_deref())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .map_err(|(k, m)| io::Error::new(io::ErrorKind::InvalidInput, format!("{k}: {m}")))?;
         if let Some(cert) = tls_cert {
             tracing::info!(cert = %cert.display(), "front door speaks TLS (http/1.1)");
         }

@@ -46,10 +46,7 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
             let certs = read_certs(path)?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(format!(
-                    "ca_file {}: no usable CA certificate",
-                    path.display()
-                ));
+                return Err(format!("{}: no usable CA certificate", path.display()));
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -58,20 +55,30 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
     Ok(Arc::new(cfg))
 }
 
-/// The front door's server config from a PEM certificate chain and a PEM private key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let chain = read_certs(cert)?;
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+/// The front door's server config from a PEM certificate chain and a PEM private key. An error
+/// names the `[listen]` key it concerns (`listen.tls_cert` or `listen.tls_key`) and the reason,
+/// so config validation and a refused reload report it like any other problem.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, KeyedError> {
+    let chain = read_certs(cert).map_err(|e| ("listen.tls_cert", e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let why = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key".to_string(),
+            e => e.to_string(),
+        };
+        ("listen.tls_key", format!("{}: {why}", key.display()))
+    })?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
+        .map_err(|e| ("listen.tls_cert", format!("tls: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
+        .map_err(|e| ("listen.tls_key", format!("does not fit tls_cert: {e}")))?;
     cfg.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     Ok(Arc::new(cfg))
 }
+
+/// A problem with the front door's TLS files: the config key it concerns and why.
+pub type KeyedError = (&'static str, String);
 
 /// The SNI name (or IP address) an upstream host is verified against.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
@@ -98,16 +105,19 @@ pub struct FrontDoor {
 
 impl FrontDoor {
     /// Loads `[listen] tls_cert`/`tls_key` at start (both or neither; neither = plain HTTP).
-    pub fn install(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), String> {
+    pub fn install(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), KeyedError> {
         self.server.store(Self::build(cert, key)?);
         Ok(())
     }
 
-    fn build(cert: Option<&Path>, key: Option<&Path>) -> Result<Option<Arc<ServerConfig>>, String> {
+    fn build(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<Arc<ServerConfig>>, KeyedError> {
         match (cert, key) {
             (None, None) => Ok(None),
             (Some(c), Some(k)) => server_config(c, k).map(Some),
-            _ => Err("listen.tls_cert and listen.tls_key go together".into()),
+            _ => Err(("listen.tls_cert", "tls_cert and tls_key go together".into())),
         }
     }
 
@@ -124,7 +134,7 @@ impl FrontDoor {
     /// Re-reads the certificate and key (the files may have been replaced under the same
     /// paths). An unreadable or mismatched pair is an error and the running config stays.
     /// Turning TLS on or off needs a restart: such a change is logged and otherwise ignored.
-    pub fn reload(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), String> {
+    pub fn reload(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<(), KeyedError> {
         let next = Self::build(cert, key)?;
         match (self.enabled(), next) {
             (true, Some(cfg)) => {

@@ -110,6 +110,14 @@ fn configuration_reference_matches_the_code() {
     );
 }
 
+/// A problem that only says a TLS file key (`ca_file`, `wake_ca_file`, `tls_cert`, `tls_key`)
+/// names a file that does not exist on this machine.
+fn names_absent_tls_file(p: &slotgate::config::Problem) -> bool {
+    let key = p.key.rsplit('.').next().unwrap_or("");
+    ["ca_file", "wake_ca_file", "tls_cert", "tls_key"].contains(&key)
+        && p.message.contains("No such file or directory")
+}
+
 /// Every ```toml block of the README loads as a config (or a tuning profile).
 #[test]
 fn readme_toml_examples_load() {
@@ -117,8 +125,12 @@ fn readme_toml_examples_load() {
     for block in README.split("```toml\n").skip(1) {
         let text = &block[..block.find("```").unwrap()];
         n += 1;
-        if let Err(e) = Config::from_toml_str(text, None) {
-            panic!("README TOML example {n} is refused:\n{text}\n{e}");
+        match Config::from_toml_str(text, None) {
+            Ok(_) => {}
+            // The TLS examples name PEM files of a deployed host; validation reads them, so their
+            // absence here is the one refusal allowed.
+            Err(e) if e.problems.iter().all(names_absent_tls_file) => {}
+            Err(e) => panic!("README TOML example {n} is refused:\n{text}\n{e}"),
         }
     }
     assert!(n >= 1);

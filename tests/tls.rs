@@ -337,6 +337,227 @@ fn container_probed_over_https() {
     assert_eq!(r.header("x-slotgate-route"), Some("container:box"));
 }
 
+// ---- Broken TLS files are config errors ----
+
+/// The real binary on `args`, stdout and stderr together; fails the test if it runs past 10 s.
+fn run_binary(args: &[&str], config: &Path) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(args)
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "slotgate {args:?} did not exit");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status.is_some_and(|s| s.success()), all)
+}
+
+/// `slotgate check` and `slotgate serve` refuse a config whose upstream CA bundle or front-door
+/// key is broken, naming every such key and the reason, instead of a 502 at the first request.
+#[test]
+fn check_and_serve_refuse_broken_tls_files() {
+    let pki = Pki::new("check");
+    std::fs::write(pki.path("not-pem.txt"), "not a certificate\n").unwrap();
+    let config = |key: &str, bad_ca: &str| {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"\"\ntls_cert = {:?}\ntls_key = {:?}\n\n{}{}",
+            pki.path("cert.pem").display().to_string(),
+            pki.path(key).display().to_string(),
+            upstream("good", "remote", "https://localhost:1/v1", &ca_line(&pki.ca())),
+            upstream("bad", "remote", "https://localhost:1/v1", &ca_line(&pki.path(bad_ca))),
+        )
+    };
+    let file = pki.path("slotgate.toml");
+    std::fs::write(&file, config("absent-key.pem", "not-pem.txt")).unwrap();
+    for cmd in ["check", "serve"] {
+        let (ok, out) = run_binary(&[cmd, "--config"], &file);
+        assert!(!ok, "{cmd} accepted broken TLS files: {out}");
+        assert!(
+            out.contains("upstream[1].ca_file: ")
+                && out.contains("not-pem.txt: no PEM certificate"),
+            "{cmd}: {out}"
+        );
+        assert!(
+            out.contains("listen.tls_key: ") && out.contains("absent-key.pem: I/O error"),
+            "{cmd}: {out}"
+        );
+        assert!(!out.contains("upstream[0]"), "{cmd}: {out}");
+    }
+    // A PEM certificate block that holds no certificate.
+    std::fs::write(
+        pki.path("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(&file, config("key.pem", "garbage.pem")).unwrap();
+    let (ok, out) = run_binary(&["check", "--config"], &file);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("upstream[1].ca_file: ") && out.contains("no usable CA certificate"),
+        "{out}"
+    );
+    // Fixed: the same file passes.
+    std::fs::write(&file, config("key.pem", "ca.pem")).unwrap();
+    let (ok, out) = run_binary(&["check", "--config"], &file);
+    assert!(ok, "{out}");
+    assert!(out.contains("config OK"), "{out}");
+}
+
+/// A reload whose CA bundle is broken (a path to nothing, or the file itself replaced by junk)
+/// answers 400 with the problem by key; the running snapshot stays and the https upstream keeps
+/// serving.
+#[test]
+fn reload_with_broken_ca_file_is_refused() {
+    let pki = Pki::new("reload-ca");
+    let up = tls_scripted(&pki, |_| vec![Piece::Bytes(json_response("{\"ok\":1}"))]);
+    let config = |ca: &Path| {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\n{}\n[tuning]\ncores = 1\n",
+            upstream(
+                "up",
+                "remote",
+                &https_url(&up),
+                &format!("models = [\"m1\"]\n{}", ca_line(ca))
+            )
+        )
+    };
+    let file = pki.path("slotgate.toml");
+    std::fs::write(&file, config(&pki.ca())).unwrap();
+    let gate = Server::start(slotgate::config::Config::load(&file, None).unwrap()).unwrap();
+    let admin = gate.admin_addr.unwrap();
+    let chat = || post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
+    let r = chat();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let epoch = gate.control.cell().epoch();
+
+    let refused = |reason: &str| {
+        let r = post_json(admin, "/admin/reload", "");
+        support::gate::assert_error(&r, 400, "request.invalid");
+        let problems = r.json()["error"]["details"]["problems"].clone();
+        assert_eq!(problems.as_array().map(Vec::len), Some(1), "{problems}");
+        assert_eq!(problems[0]["key"], "upstream[0].ca_file", "{problems}");
+        let message = problems[0]["message"].as_str().unwrap();
+        assert!(message.contains(reason), "{message}");
+    };
+    std::fs::write(&file, config(&pki.path("absent.pem"))).unwrap();
+    refused("absent.pem: I/O error");
+    // The config is good again but the CA file it names is junk now.
+    std::fs::write(&file, config(&pki.ca())).unwrap();
+    std::fs::write(pki.ca(), "not a certificate\n").unwrap();
+    refused("no PEM certificate");
+
+    assert_eq!(
+        gate.control.cell().epoch(),
+        epoch,
+        "the running snapshot stays"
+    );
+    assert_eq!(gate.control.reload_counts(), (0, 2));
+    let r = chat();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, b"{\"ok\":1}");
+}
+
+// ---- The wake hook over https ----
+
+/// A wake hook over TLS with `pki`'s certificate, answering 202 to every POST.
+fn wake_hook(pki: &Pki) -> Scripted {
+    tls_scripted(pki, |_| {
+        vec![Piece::Bytes(
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        )]
+    })
+}
+
+/// The wake hook POSTs to an `https://` `wake_url` it verifies with `wake_ca_file`.
+#[test]
+fn wake_hook_over_https() {
+    let pki = Pki::new("wake");
+    let hook = wake_hook(&pki);
+    // A port nothing listens on: the container is offline.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = format!(
+        "[routing]\ndefault_slot = \"chat\"\n{}",
+        upstream(
+            "chat",
+            "container",
+            &format!("http://{dead}/v1"),
+            &format!(
+                "probe_interval_ms = 50\nprobe_backoff_ms = [50]\nmodels = [\"m1\"]\n\
+                 wake_url = \"https://localhost:{}/wake\"\nwake_ca_file = {:?}\n",
+                hook.addr.port(),
+                pki.ca().display().to_string()
+            )
+        )
+    );
+    let gate = start_gate(&cfg, &driver_tuning("auto"));
+    assert!(wait_until(Duration::from_secs(5), || {
+        gate.control
+            .snapshot()
+            .by_name("chat")
+            .is_some_and(|u| u.state() == slotgate::routing::SlotState::Offline)
+    }));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        wait_until(Duration::from_secs(5), || !hook.seen().is_empty()),
+        "the wake POST never arrived"
+    );
+    let seen = hook.seen();
+    assert_eq!(seen[0].request_line(), "POST /wake HTTP/1.1");
+    assert_eq!(
+        seen[0].header("host").as_deref(),
+        Some(&*format!("localhost:{}", hook.addr.port()))
+    );
+    let v: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(v["slot"], "chat");
+    assert_eq!(v["model"], "m1");
+    assert_eq!(v["reason"], "request");
+}
+
+/// The wake client trusts the bundled web roots plus `wake_ca_file` only: a private CA's
+/// certificate fails verification without it and passes with it.
+#[test]
+fn wake_client_trusts_web_roots_plus_wake_ca_file() {
+    use slotgate::control::client;
+    let pki = Pki::new("wake-trust");
+    let hook = wake_hook(&pki);
+    let url = slotgate::config::UpstreamUrl::parse(&format!(
+        "https://localhost:{}/wake",
+        hook.addr.port()
+    ))
+    .unwrap();
+    let e = client::post_json(&url, None, b"{}", IO_TIMEOUT).unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(
+        hook.seen().is_empty(),
+        "nothing crossed an unverified connection"
+    );
+    let r = client::post_json(&url, Some(&pki.ca()), b"{\"a\":1}", IO_TIMEOUT).unwrap();
+    assert_eq!(r.status, 202);
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, br#"{"a":1}"#);
+}
+
 // ---- The front door over TLS ----
 
 /// Starts slotgate from a config file (so `/admin/reload` can re-read it) whose front door speaks

@@ -281,6 +281,9 @@ pub struct UpstreamConfig {
     /// URL slotgate POSTs to when a request finds the upstream offline.
     #[serde(default)]
     pub wake_url: Option<String>,
+    /// Extra CA bundle (PEM) trusted for an `https://` `wake_url`, beside the bundled roots.
+    #[serde(default)]
+    pub wake_ca_file: Option<PathBuf>,
     /// Concurrent requests allowed across all workers; 0 = unlimited.
     #[serde(default)]
     pub max_inflight: u32,

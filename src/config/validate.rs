@@ -1,4 +1,6 @@
-//! Validation of a parsed config: every problem is collected with the key it concerns.
+//! Validation of a parsed config: every problem is collected with the key it concerns. The TLS
+//! files a config names (`ca_file`, `wake_ca_file`, `[listen] tls_cert`/`tls_key`) are read here
+//! with the loaders of `crate::tls`, so `check`, start and reload refuse what a handshake would.
 
 use super::file::*;
 use std::collections::{BTreeMap, HashSet};
@@ -70,6 +72,13 @@ fn check_addr(c: &mut Collector, key: &str, addr: &str) {
     }
 }
 
+/// A CA bundle is usable when the TLS client config that would use it builds: the data plane's
+/// own loader (`tls::client_config`), so validation and the first handshake apply one rule. It is
+/// read even beside `insecure_skip_verify` or an `http://` URL: a set key must not be broken.
+fn check_ca_file(path: &std::path::Path) -> Result<(), String> {
+    crate::tls::client_config(Some(path), false).map(drop)
+}
+
 /// Checks the tuning keys' ranges.
 pub fn validate_tuning(t: &Tuning) -> Result<(), ConfigError> {
     let mut c = Collector(Vec::new());
@@ -120,8 +129,15 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
             }
         }
     }
-    if raw.listen.tls_cert.is_some() != raw.listen.tls_key.is_some() {
-        c.push("listen.tls_cert", "tls_cert and tls_key go together");
+    match (&raw.listen.tls_cert, &raw.listen.tls_key) {
+        (Some(cert), Some(key)) => {
+            // The front door's own loader, so `check` refuses exactly what `serve` would.
+            if let Err((k, m)) = crate::tls::server_config(cert, key) {
+                c.push(k, m);
+            }
+        }
+        (None, None) => {}
+        _ => c.push("listen.tls_cert", "tls_cert and tls_key go together"),
     }
     tuning_problems(&mut c, &tuning);
 
@@ -186,6 +202,13 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         if let Some(w) = &u.wake_url {
             if let Err(e) = UpstreamUrl::parse(w) {
                 c.push(format!("{key}.wake_url"), e);
+            }
+        }
+        for (name, file) in [("ca_file", &u.ca_file), ("wake_ca_file", &u.wake_ca_file)] {
+            if let Some(p) = file {
+                if let Err(e) = check_ca_file(p) {
+                    c.push(format!("{key}.{name}"), e);
+                }
             }
         }
         if let Some(a) = &u.auth {
@@ -323,6 +346,162 @@ url = "http://127.0.0.1:1/v1"
                 "registry.\"m\""
             ]
         );
+    }
+
+    /// A scratch directory with a self-signed certificate (`cert.pem`, usable as a CA) and its
+    /// key (`key.pem`); removed on drop.
+    struct Files(std::path::PathBuf);
+
+    impl Files {
+        fn new(tag: &str) -> Files {
+            let dir = std::env::temp_dir()
+                .join(format!("slotgate-validate-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let other = rcgen::KeyPair::generate().unwrap();
+            let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+            for (name, text) in [
+                ("cert.pem", cert.pem()),
+                ("key.pem", key.serialize_pem()),
+                ("other-key.pem", other.serialize_pem()),
+                ("not-pem.txt", "not a certificate\n".to_string()),
+                ("garbage.pem", garbage.to_string()),
+            ] {
+                std::fs::write(dir.join(name), text).unwrap();
+            }
+            Files(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).display().to_string()
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The problems of a config, `key: message` each.
+    fn problems(text: &str) -> Vec<(String, String)> {
+        match Config::from_toml_str(text, None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.into_iter().map(|p| (p.key, p.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn broken_ca_files_refused_by_key() {
+        let f = Files::new("ca");
+        let up = |name: &str, extra: &str| {
+            format!("[[upstream]]\nname = \"{name}\"\nkind = \"remote\"\nurl = \"https://127.0.0.1:1/v1\"\n{extra}\n")
+        };
+        let text = [
+            up("good", &format!("ca_file = {:?}", f.path("cert.pem"))),
+            up("missing", &format!("ca_file = {:?}", f.path("absent.pem"))),
+            up("text", &format!("ca_file = {:?}", f.path("not-pem.txt"))),
+            up("garbage", &format!("ca_file = {:?}", f.path("garbage.pem"))),
+            up("dir", &format!("ca_file = {:?}", f.path(""))),
+            up(
+                "insecure",
+                &format!(
+                    "insecure_skip_verify = true\nca_file = {:?}",
+                    f.path("absent.pem")
+                ),
+            ),
+            up(
+                "wake",
+                &format!(
+                    "wake_url = \"https://127.0.0.1:1/wake\"\nwake_ca_file = {:?}",
+                    f.path("not-pem.txt")
+                ),
+            ),
+        ]
+        .concat();
+        let got = problems(&text);
+        let keys: Vec<_> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstream[1].ca_file",
+                "upstream[2].ca_file",
+                "upstream[3].ca_file",
+                "upstream[4].ca_file",
+                "upstream[5].ca_file",
+                "upstream[6].wake_ca_file",
+            ],
+            "{got:?}"
+        );
+        let msg = |i: usize| got[i].1.as_str();
+        assert!(
+            msg(0).contains("absent.pem") && msg(0).contains("No such file"),
+            "{}",
+            msg(0)
+        );
+        assert!(msg(1).ends_with("no PEM certificate"), "{}", msg(1));
+        assert!(msg(2).ends_with("no usable CA certificate"), "{}", msg(2));
+        assert!(msg(5).ends_with("no PEM certificate"), "{}", msg(5));
+        // The same rule as the data plane's: the loader the workers use refuses each one.
+        let good = f.path("cert.pem");
+        assert!(crate::tls::client_config(Some(good.as_ref()), false).is_ok());
+        for bad in ["absent.pem", "not-pem.txt", "garbage.pem"] {
+            let p = f.path(bad);
+            assert!(
+                crate::tls::client_config(Some(p.as_ref()), false).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_front_door_tls_files_refused_by_key() {
+        let f = Files::new("listen");
+        let listen = |cert: &str, key: &str| {
+            format!(
+                "[listen]\ntls_cert = {:?}\ntls_key = {:?}\n",
+                f.path(cert),
+                f.path(key)
+            )
+        };
+        assert_eq!(problems(&listen("cert.pem", "key.pem")), []);
+        let cases = [
+            (
+                listen("absent.pem", "key.pem"),
+                "listen.tls_cert",
+                "absent.pem",
+            ),
+            (
+                listen("not-pem.txt", "key.pem"),
+                "listen.tls_cert",
+                "no PEM certificate",
+            ),
+            (
+                listen("cert.pem", "absent.pem"),
+                "listen.tls_key",
+                "absent.pem",
+            ),
+            (
+                listen("cert.pem", "cert.pem"),
+                "listen.tls_key",
+                "no PEM private key",
+            ),
+            (
+                listen("cert.pem", "other-key.pem"),
+                "listen.tls_key",
+                "does not fit tls_cert",
+            ),
+        ];
+        for (text, key, reason) in cases {
+            let got = problems(&text);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].0, key, "{got:?}");
+            assert!(got[0].1.contains(reason), "{got:?}");
+        }
     }
 
     #[test]

@@ -1,19 +1,20 @@
-//! Minimal blocking HTTP/1.1 GET client for health probes and `/v1/models` fetches, over plain
-//! TCP or TLS (`https://` upstreams: rustls' blocking stream with the upstream's roots,
-//! `ca_file` and `insecure_skip_verify`, as on the workers).
+//! Minimal blocking HTTP/1.1 client for health probes, `/v1/models` fetches and the wake hook's
+//! POST, over plain TCP or TLS (`https://` upstreams: rustls' blocking stream with the
+//! upstream's roots, `ca_file` and `insecure_skip_verify`, as on the workers; an `https://`
+//! `wake_url`: the bundled roots plus `wake_ca_file`).
 //!
 //! Control threads only (std sockets, one hard deadline for connect + write + read), so a hung
 //! upstream costs its own prober thread at most `timeout` and never touches a worker.
 
 use super::wire::{Wire, WireError, WireStream, MAX_HEAD};
-use crate::config::{Scheme, UpstreamConfig};
+use crate::config::{Scheme, UpstreamConfig, UpstreamUrl};
 use crate::http::ResponseHead;
 use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -88,13 +89,7 @@ pub fn get_upstream(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let url = u.parsed_url.as_ref().ok_or(ClientError::NoAddress)?;
-    let tls = if url.scheme == Scheme::Https {
-        let name = crate::tls::server_name(&url.host).map_err(ClientError::Failed)?;
-        let cfg = tls_config(u).map_err(ClientError::Failed)?;
-        Some((name, cfg))
-    } else {
-        None
-    };
+    let tls = tls_for(url, u.ca_file.as_deref(), u.insecure_skip_verify)?;
     let headers = super::auth_headers(u);
     exchange(
         "GET",
@@ -108,47 +103,72 @@ pub fn get_upstream(
     )
 }
 
-/// Control-side TLS client configs, shared by every probe and fetch so sessions resume. Keyed
-/// by the CA file's path and modification time, so a replaced file is read again.
+/// `POST` a JSON body to `url` (the wake hook): its host resolved here, and for an `https://`
+/// URL TLS verified against the bundled web roots plus `ca_file` (the wake hook's own
+/// `wake_ca_file`; it has no `insecure_skip_verify`).
+pub fn post_json(
+    url: &UpstreamUrl,
+    ca_file: Option<&Path>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let addrs: Vec<SocketAddr> = match url.literal_addr() {
+        Some(a) => vec![a],
+        None => (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Failed(format!("dns lookup of {}: {e}", url.host)))?
+            .collect(),
+    };
+    let path = if url.base_path.is_empty() {
+        "/"
+    } else {
+        url.base_path.as_str()
+    };
+    let tls = tls_for(url, ca_file, false)?;
+    exchange(
+        "POST",
+        &addrs,
+        &url.authority,
+        path,
+        &[],
+        Some(body),
+        timeout,
+        tls,
+    )
+}
+
+/// The server name and client config for an `https://` URL (`None` for cleartext).
+fn tls_for(
+    url: &UpstreamUrl,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<Option<(ServerName<'static>, Arc<ClientConfig>)>, ClientError> {
+    if url.scheme != Scheme::Https {
+        return Ok(None);
+    }
+    let name = crate::tls::server_name(&url.host).map_err(ClientError::Failed)?;
+    let cfg = tls_config(ca_file, insecure).map_err(ClientError::Failed)?;
+    Ok(Some((name, cfg)))
+}
+
+/// Control-side TLS client configs, shared by every probe, fetch and wake POST so sessions
+/// resume. Keyed by the CA file's path and modification time, so a replaced file is read again.
 type TlsKey = (Option<PathBuf>, Option<SystemTime>, bool);
 
-fn tls_config(u: &UpstreamConfig) -> Result<Arc<ClientConfig>, String> {
+fn tls_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<ClientConfig>, String> {
     static CACHE: OnceLock<Mutex<HashMap<TlsKey, Arc<ClientConfig>>>> = OnceLock::new();
-    let mtime = u
-        .ca_file
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    let key = (u.ca_file.clone(), mtime, u.insecure_skip_verify);
+    let mtime = ca_file.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let key = (ca_file.map(Path::to_path_buf), mtime, insecure);
     let mut cache = CACHE.get_or_init(Mutex::default).lock();
     if let Some(c) = cache.get(&key) {
         return Ok(c.clone());
     }
-    let c = crate::tls::client_config(u.ca_file.as_deref(), u.insecure_skip_verify)?;
+    let c = crate::tls::client_config(ca_file, insecure)?;
     if cache.len() >= 64 {
         cache.clear();
     }
     cache.insert(key, c.clone());
     Ok(c)
-}
-
-/// `POST path` with a JSON body (the wake hook).
-pub fn post_json(
-    addrs: &[SocketAddr],
-    authority: &str,
-    path: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> Result<Response, ClientError> {
-    exchange(
-        "POST",
-        addrs,
-        authority,
-        path,
-        &[],
-        Some(body),
-        timeout,
-        None,
-    )
 }
 
 #[allow(clippy::too_many_arguments)]

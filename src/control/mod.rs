@@ -278,19 +278,8 @@ impl Control {
         let spawned = std::thread::Builder::new()
             .name("slotgate-wake".into())
             .spawn(move || {
-                let addrs: Vec<SocketAddr> = match url.literal_addr() {
-                    Some(a) => vec![a],
-                    None => (url.host.as_str(), url.port)
-                        .to_socket_addrs()
-                        .map(|a| a.collect())
-                        .unwrap_or_default(),
-                };
-                let path = if url.base_path.is_empty() {
-                    "/"
-                } else {
-                    url.base_path.as_str()
-                };
-                match client::post_json(&addrs, &url.authority, path, body.as_bytes(), timeout) {
+                let ca_file = cfg.wake_ca_file.as_deref();
+                match client::post_json(&url, ca_file, body.as_bytes(), timeout) {
                     Ok(r) => {
                         tracing::info!(upstream = %cfg.name, status = r.status, "wake hook called")
                     }
@@ -642,7 +631,7 @@ impl Control {
                 cfg.listen.tls_cert.as_deref(),
                 cfg.listen.tls_key.as_deref(),
             )
-            .map_err(|e| ConfigError::single("listen.tls_cert", e))?;
+            .map_err(|(k, m)| ConfigError::single(k, m))?;
         Ok(self.apply_config(cfg))
     }
 
