@@ -648,6 +648,18 @@ fn front_door_curl(driver: &str) {
     let r = curl(r#"{"model":"#);
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     assert!(r.contains("request.invalid_json"), "{r}");
+    // The server's cipher order decides: AES-128-GCM, though curl (OpenSSL) lists AES-256 first.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-v", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .arg(pki.ca())
+        .arg(format!("https://localhost:{}/v1/models", gate.addr.port()))
+        .output()
+        .expect("curl runs");
+    let trace = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        trace.contains("TLS_AES_128_GCM_SHA256"),
+        "negotiated suite: {trace}"
+    );
     // A client that does not trust the CA is refused at the handshake.
     let other = Pki::new("stranger");
     assert!(tls_connect(gate.addr, &other.ca()).is_err());
