@@ -1,6 +1,7 @@
 # Scaffolding shared by the end-to-end harness scripts (run.sh, run_tls.sh); sourced, never run.
 # Options, core pinning, tools and build, the work dir and its cleanup trap, server start-up,
-# nginx/HAProxy config heads, and the wrk/oha/SSE loads. The sourcing script sets NAME, LOG_TAG, TARGETS and OUT before it parses options, and
+# nginx/HAProxy config heads, the wrk/oha/SSE loads, and the proxy CPU budget (a cgroup cpu
+# quota). The sourcing script sets NAME, LOG_TAG, TARGETS and OUT before it parses options, and
 # TLS_CA (empty: plain HTTP) and port_of before the loads. See benches/e2e/README.md.
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,6 +14,9 @@ REPEATS=""
 BUILD=1
 INSTALL=1
 KEEP=0
+BUDGET_PCT=30      # proxy-bound phase: CPU quota of the proxy under test, % of one core
+BUDGET_PERIOD_US=10000
+BUDGET_SKIPPED=""  # why the proxy-bound phase did not run, if it did not
 CONNS=64
 SSE_STREAMS=200
 SSE_EVENTS=500
@@ -32,11 +36,17 @@ common_option() {
     --targets) TARGETS="$2"; OPT_ARGS=2 ;;
     --repeats) REPEATS="$2"; OPT_ARGS=2 ;;
     --out) OUT="$2"; OPT_ARGS=2 ;;
+    --budget) BUDGET_PCT="$2"; OPT_ARGS=2; check_budget ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "$NAME: unknown option $1" >&2; exit 2 ;;
   esac
+}
+check_budget() {
+  if ! [[ "$BUDGET_PCT" =~ ^[0-9]+$ ]] || [ "$BUDGET_PCT" -lt 1 ] || [ "$BUDGET_PCT" -gt 100 ]; then
+    echo "$NAME: --budget takes a whole percentage of one core, 1 to 100" >&2; exit 2
+  fi
 }
 
 # Pinning: proxies on core 0, mocks and load generators on core 1 (all on core 0 when $1 = 1 or
@@ -100,6 +110,7 @@ make_work_dir() { # mktemp-prefix; sets WORK, RESULTS, LOAD_BEFORE and the clean
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  cgroup_release
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   local deadline=$((SECONDS + 5))
   for p in "${PIDS[@]}"; do
@@ -301,4 +312,112 @@ sse_run() { # rep target kind workload timeout [bench.py sse args...]: one batch
         --streams "$SSE_STREAMS" "$@" --timeout "$timeout")
   log "  $t $kind: $j"
   emit "{\"target\":\"$t\",\"kind\":\"$kind\",\"rep\":$rep,${j#\{}"
+}
+
+# ------------------------------------------------------------------ proxy CPU budget (cgroup)
+# The proxy under test (every thread of its process tree) goes into a cpu cgroup with a CFS
+# quota of BUDGET_PCT % of one core, so the proxy, not the load side, is what saturates.
+# cgroup v1 (cpu controller at /sys/fs/cgroup/cpu: cpu.cfs_period_us / cpu.cfs_quota_us, threads
+# moved through `tasks`) or v2 (/sys/fs/cgroup a cgroup2 mount: cpu.max, cgroup.procs).
+CG_KIND=""   # v1 | v2 once cgroup_detect succeeded
+CG_BASE=""   # hierarchy root: threads go back here
+CG_DIR=""    # the budget cgroup while a target is held in it
+CG_WHY=""    # why the phase cannot run
+
+cgroup_detect() { # sets CG_KIND and CG_BASE, or CG_WHY and returns 1
+  if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
+    CG_KIND=v2; CG_BASE=/sys/fs/cgroup
+    if ! grep -qw cpu "$CG_BASE/cgroup.controllers" 2>/dev/null; then
+      CG_WHY="cgroup v2 at $CG_BASE has no cpu controller"; return 1
+    fi
+    if ! grep -qw cpu "$CG_BASE/cgroup.subtree_control" 2>/dev/null \
+      && ! echo +cpu 2>/dev/null >"$CG_BASE/cgroup.subtree_control"; then
+      CG_WHY="cannot enable the cpu controller in $CG_BASE/cgroup.subtree_control"; return 1
+    fi
+  elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    CG_KIND=v1; CG_BASE=/sys/fs/cgroup/cpu
+  else
+    CG_WHY="no cgroup cpu controller (neither /sys/fs/cgroup/cpu nor a cgroup2 /sys/fs/cgroup)"; return 1
+  fi
+  local probe="$CG_BASE/slotgate-e2e-$$-probe"
+  if ! mkdir "$probe" 2>/dev/null; then
+    CG_WHY="the cgroup cpu controller at $CG_BASE is not writable (root needed)"; CG_KIND=""; return 1
+  fi
+  rmdir "$probe"
+  # Budget cgroups of runs that were killed with SIGKILL: empty, their owner gone.
+  local d owner
+  for d in "$CG_BASE"/slotgate-e2e-*; do
+    [ -d "$d" ] || continue
+    owner=${d##*/slotgate-e2e-}; owner=${owner%%-*}
+    kill -0 "$owner" 2>/dev/null || rmdir "$d" 2>/dev/null || true
+  done
+}
+
+cgroup_hold() { # pid: its process tree into a fresh budget cgroup; CG_MOVED/CG_LEFT = threads moved/not
+  local pid=$1 p tid quota=$((BUDGET_PERIOD_US * BUDGET_PCT / 100))
+  CG_DIR="$CG_BASE/slotgate-e2e-$$-budget"
+  mkdir "$CG_DIR"
+  if [ "$CG_KIND" = v1 ]; then
+    echo "$BUDGET_PERIOD_US" >"$CG_DIR/cpu.cfs_period_us"
+    echo "$quota" >"$CG_DIR/cpu.cfs_quota_us"
+  else
+    echo "$quota $BUDGET_PERIOD_US" >"$CG_DIR/cpu.max"
+  fi
+  CG_MOVED=0; CG_LEFT=0
+  for p in $("$PY" "$BENCH" tree --pid "$pid"); do
+    for tid in $(ls "/proc/$p/task" 2>/dev/null); do
+      # v2: cgroup.procs takes the process with all its threads. Threads that refuse to move
+      # (io_uring's iou-wrk workers may) are counted in CG_LEFT.
+      if [ "$CG_KIND" = v2 ]; then
+        [ "$tid" = "$p" ] && echo "$p" 2>/dev/null >"$CG_DIR/cgroup.procs"
+      else
+        echo "$tid" 2>/dev/null >"$CG_DIR/tasks"
+      fi
+      if grep -qx "$tid" "$CG_DIR/$([ "$CG_KIND" = v2 ] && echo cgroup.threads || echo tasks)"; then
+        CG_MOVED=$((CG_MOVED + 1))
+      else
+        CG_LEFT=$((CG_LEFT + 1))
+      fi
+    done
+  done
+}
+
+cgroup_throttled() { # periods the budget cgroup was throttled in so far
+  awk '$1 == "nr_throttled" {print $2}' "$CG_DIR/cpu.stat"
+}
+
+cgroup_release() { # every thread back to the root cgroup, then the budget cgroup removed
+  [ -n "$CG_DIR" ] && [ -d "$CG_DIR" ] || { CG_DIR=""; return 0; }
+  local file=tasks id i
+  [ "$CG_KIND" = v2 ] && file=cgroup.procs
+  for id in $(cat "$CG_DIR/$file" 2>/dev/null); do echo "$id" 2>/dev/null >"$CG_BASE/$file" || true; done
+  for ((i = 0; i < 20; i++)); do rmdir "$CG_DIR" 2>/dev/null && break; sleep 0.1; done
+  [ -d "$CG_DIR" ] && log "could not remove $CG_DIR"
+  CG_DIR=""
+}
+
+budget_phase() { # body warm-up-seconds seconds: closed-loop wrk on every proxy held to the budget
+  local body=$1 warm=$2 dur=$3 rep t j th0 th1 share
+  if ! cgroup_detect; then
+    BUDGET_SKIPPED="$CG_WHY"
+    log "  skipped: $CG_WHY"
+    return 0
+  fi
+  for ((rep = 0; rep < REPEATS; rep++)); do
+    for t in $(order_for_rep "$rep"); do
+      [ "$t" = direct ] && continue # no proxy to hold
+      cgroup_hold "${PID_OF[$t]}"
+      wrk_warm "$t" "$body" "$warm"
+      th0=$(cgroup_throttled)
+      j=$(wrk_run "$t" "$body" "$dur")
+      th1=$(cgroup_throttled)
+      cgroup_release
+      # The share of one core the proxy got while measured: the quota at work when near BUDGET_PCT.
+      share=$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); c=j["cpu_us_per_req"]
+print(round(c * j["requests"] / 1e6 / float(sys.argv[2]), 3) if c else "null")' "$j" "$dur")
+      j="{\"budget_pct\":$BUDGET_PCT,\"cgroup\":\"$CG_KIND\",\"threads\":$CG_MOVED,\"threads_left\":$CG_LEFT,\"cpu_share\":$share,\"nr_throttled\":$((th1 - th0)),${j#\{}"
+      log "  $t capped: $j"
+      emit "{\"target\":\"$t\",\"kind\":\"capped\",\"rep\":$rep,${j#\{}"
+    done
+  done
 }
