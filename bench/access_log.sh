@@ -5,34 +5,13 @@
 #
 #   cargo build --release && bench/access_log.sh [seconds-per-run] [rounds]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/slotgate}
-SECS=${1:-10}
-ROUNDS=${2:-3}
+source "$(dirname "$0")/lib.sh"
+bench_params 10 18100 18080 "$@"
 CONNS=${CONNS:-64}
-MOCK_PORT=${MOCK_PORT:-18100}
-PORT=${PORT:-18080}
-LOGDIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$LOGDIR"' EXIT
 
-"$BIN" mock-backend --port "$MOCK_PORT" --model m1 --tokens 16 >/dev/null 2>&1 &
-cat >"$LOGDIR/slotgate.toml" <<TOML
-[listen]
-addr = "127.0.0.1:$PORT"
-admin = ""
-[[upstream]]
-name = "mock"
-kind = "remote"
-url = "http://127.0.0.1:$MOCK_PORT/v1"
-models = ["m1"]
-[tuning]
-cores = ${CORES:-1}
-TOML
-cat >"$LOGDIR/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"m1","messages":[{"role":"user","content":"hello"}]}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+start_mock "$MOCK_PORT"
+write_config "$DIR/slotgate.toml" "$PORT" "$MOCK_PORT" "${CORES:-1}"
+write_post_lua "$DIR/post.lua" '{"model":"m1","messages":[{"role":"user","content":"hello"}]}'
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 wait_port "$MOCK_PORT"
@@ -40,17 +19,17 @@ wait_port "$MOCK_PORT"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() { # $1 = SLOTGATE_LOG value; prints "req/s cpu-us-per-request"
-  SLOTGATE_LOG="$1" "$BIN" --log-format json serve --config "$LOGDIR/slotgate.toml" 2>>"$LOGDIR/log.json" &
+  SLOTGATE_LOG="$1" "$BIN" --log-format json serve --config "$DIR/slotgate.toml" 2>>"$DIR/log.json" &
   local pid=$!
   wait_port "$PORT"
-  wrk -t1 -c"$CONNS" -d1s -s "$LOGDIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null  # warm-up
+  wrk -t1 -c"$CONNS" -d1s -s "$DIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null  # warm-up
   local t0; t0=$(cpu_ticks "$pid")
-  wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$LOGDIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >"$LOGDIR/wrk.txt"
+  wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >"$DIR/wrk.txt"
   local t1; t1=$(cpu_ticks "$pid")
   kill -TERM "$pid"; wait "$pid" || true
   local rps n
-  rps=$(awk '/Requests\/sec/ {print $2}' "$LOGDIR/wrk.txt")
-  n=$(awk '/requests in/ {print $1}' "$LOGDIR/wrk.txt")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk.txt")
+  n=$(awk '/requests in/ {print $1}' "$DIR/wrk.txt")
   # slotgate's own CPU time (workers + log writer thread) per request: robust when the machine is
   # shared, unlike req/s.
   echo "$rps $(echo "($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $n" | bc -l | cut -c1-6)"
@@ -68,4 +47,4 @@ mon=$(median "${rps_on[@]}"); moff=$(median "${rps_off[@]}")
 con=$(median "${cpu_on[@]}"); coff=$(median "${cpu_off[@]}")
 echo "median: off ${moff} req/s, on ${mon} req/s, on/off = $(echo "$mon / $moff" | bc -l | cut -c1-6)"
 echo "median slotgate CPU per request: off ${coff} us, on ${con} us, on/off = $(echo "$con / $coff" | bc -l | cut -c1-6)"
-echo "access events written: $(grep -c '"target":"slotgate::access"' "$LOGDIR/log.json" || true)"
+echo "access events written: $(grep -c '"target":"slotgate::access"' "$DIR/log.json" || true)"

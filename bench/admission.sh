@@ -5,38 +5,12 @@
 #
 #   cargo build --release && bench/admission.sh [seconds-per-run] [rounds]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/slotgate}
-SECS=${1:-5}
-ROUNDS=${2:-3}
-MOCK_PORT=${MOCK_PORT:-18200}
-PORT=${PORT:-18280}
-DIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT
-"$BIN" --log-level warn mock-backend --port "$MOCK_PORT" --model m1 --tokens 16 >/dev/null 2>&1 &
-for variant in unset limited; do
-  extra=""
-  [ "$variant" = limited ] && extra="max_inflight = 100000"
-  cat >"$DIR/$variant.toml" <<TOML
-[listen]
-addr = "127.0.0.1:$PORT"
-admin = ""
-[[upstream]]
-name = "mock"
-kind = "remote"
-url = "http://127.0.0.1:$MOCK_PORT/v1"
-models = ["m1"]
-$extra
-[tuning]
-cores = 1
-TOML
-done
-printf '{"model":"m1","messages":[{"role":"user","content":"hi"}]}' >"$DIR/body.json"
-cat >"$DIR/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = io.open("$DIR/body.json"):read("*a")
-wrk.headers["Content-Type"] = "application/json"
-LUA
+source "$(dirname "$0")/lib.sh"
+bench_params 5 18200 18280 "$@"
+start_mock "$MOCK_PORT" --log-level warn
+write_config "$DIR/unset.toml" "$PORT" "$MOCK_PORT" 1
+write_config "$DIR/limited.toml" "$PORT" "$MOCK_PORT" 1 "max_inflight = 100000"
+write_post_lua "$DIR/post.lua" '{"model":"m1","messages":[{"role":"user","content":"hi"}]}'
 run() {
   "$BIN" --log-level warn serve --config "$DIR/$1.toml" >/dev/null 2>&1 &
   local pid=$!

@@ -4,6 +4,7 @@
 Subcommands:
   body      write a chat-completions request body of a given size ("model" last)
   proc      CPU ticks (utime+stime) and RSS (KiB) of a process and its descendants
+  tree      a process and its descendants, one pid a line (what the CPU budget phase moves)
   sse       N concurrent SSE streams: events/s, time to first byte, inter-event gaps
   hold      open N keep-alive connections (one request each) or N streams, hold them, and
             report the RSS of the given processes while they are open
@@ -102,6 +103,10 @@ def rss_kib(pids: list[int]) -> int:
             except OSError:
                 continue
     return total
+
+
+def cmd_tree(a: argparse.Namespace) -> None:
+    print("\n".join(str(p) for p in tree(a.pid)))
 
 
 def cmd_proc(a: argparse.Namespace) -> None:
@@ -378,6 +383,8 @@ def cmd_report(a: argparse.Namespace) -> None:
     m("small POST, max req/s (64 conns)", lambda t: med(t, "rps", "rps"), True)
     m("CPU µs/request (proxy process)", lambda t: med(t, "rps", "cpu_us_per_req"), False, 1)
     m("req/s per core = 1e6 / CPU µs per request", lambda t: per_core(med(t, "rps", "cpu_us_per_req")), True)
+    budget = meta.get("budget_pct") or best_any(rows, "capped", "budget_pct")
+    m(capped_label(budget), lambda t: med(t, "capped", "rps"), True)
     m("64 KiB POST, req/s (64 conns)", lambda t: med(t, "big", "rps"), True)
     m(f"latency p50 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p50_ms"), False, 3)
     m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3)
@@ -485,6 +492,16 @@ def targets_text(rows, meta) -> str:
     return "Targets (issue 7):\n\n" + "\n".join(lines) + "\n"
 
 
+def capped_label(budget) -> str:
+    """Row of the proxy-bound phase (run.sh and run_tls.sh): the proxy held to a CPU quota."""
+    return f"max req/s with the proxy held to {budget}% of a core (cgroup quota)"
+
+
+def best_any(rows, kind, key):
+    """`key` of any row of `kind` (all rows of a run share it), or None."""
+    return next((r[key] for (_, k), rs in rows.items() if k == kind for r in rs if r.get(key) is not None), None)
+
+
 def per_core(cpu_us):
     return None if not cpu_us else 1e6 / cpu_us
 
@@ -517,6 +534,10 @@ def main() -> None:
     pr = sp.add_parser("proc")
     pr.add_argument("--pids", required=True)
     pr.set_defaults(fn=cmd_proc)
+
+    tr = sp.add_parser("tree")
+    tr.add_argument("--pid", type=int, required=True)
+    tr.set_defaults(fn=cmd_tree)
 
     s = sp.add_parser("sse")
     s.add_argument("--port", type=int, required=True)
