@@ -391,6 +391,7 @@ def cmd_report(a: argparse.Namespace) -> None:
     m("added p50 ms vs direct", lambda t: sub(med(t, "lat", "p50_ms"), med("direct", "lat", "p50_ms")), False, 3, True)
     m("added p99 ms vs direct", lambda t: sub(med(t, "lat", "p99_ms"), med("direct", "lat", "p99_ms")), False, 3, True)
     m("SSE events/s (200 streams × 500, unpaced)", lambda t: med(t, "sse", "events_per_s"), True)
+    m("SSE: proxy CPU µs per relayed event (unpaced)", lambda t: med(t, "sse", "cpu_us_per_event"), False, 2)
     m("SSE TTFB p99 ms (unpaced)", lambda t: med(t, "sse", "ttfb_p99_ms"), False, 2)
     m("SSE paced: TTFB p50 ms", lambda t: med(t, "paced", "ttfb_p50_ms"), False, 3)
     m("SSE paced: added TTFB p50 ms vs direct", lambda t: sub(med(t, "paced", "ttfb_p50_ms"), med("direct", "paced", "ttfb_p50_ms")), False, 3, True)

@@ -227,14 +227,17 @@ order_for_rep() { # rotate the order each repeat so drift hits every target alik
   for ((i = 0; i < n; i++)); do echo "${TLIST[$(((i + rep) % n))]}"; done
 }
 
+# Extra wrk arguments for every wrk_* call (e.g. -H "Connection: close"); empty by default.
+WRK_EXTRA=()
+
 wrk_warm() { # target body seconds
-  BODY_FILE="$2" on_load_core wrk -t1 -c"$CONNS" -d"${3}s" -s "$HERE/post.lua" "$(url_of "$1")" >/dev/null
+  BODY_FILE="$2" on_load_core wrk -t1 -c"$CONNS" -d"${3}s" "${WRK_EXTRA[@]}" -s "$HERE/post.lua" "$(url_of "$1")" >/dev/null
 }
 
 wrk_run() { # target body seconds -> JSON: rps, requests, errors, CPU/request of the target's processes
   local t=$1 body=$2 dur=$3 out c0 c1
   c0=$(proc_json "${PID_OF[$t]}")
-  out=$(BODY_FILE="$body" on_load_core wrk -t1 -c"$CONNS" -d"${dur}s" --timeout 5s -s "$HERE/post.lua" "$(url_of "$t")")
+  out=$(BODY_FILE="$body" on_load_core wrk -t1 -c"$CONNS" -d"${dur}s" --timeout 5s "${WRK_EXTRA[@]}" -s "$HERE/post.lua" "$(url_of "$t")")
   c1=$(proc_json "${PID_OF[$t]}")
   "$PY" - "$out" "$c0" "$c1" <<'EOF'
 import json, re, sys
@@ -306,10 +309,23 @@ EOF
 }
 
 sse_run() { # rep target kind workload timeout [bench.py sse args...]: one batch of SSE streams
-  local rep=$1 t=$2 kind=$3 w=$4 timeout=$5 j; shift 5
+  local rep=$1 t=$2 kind=$3 w=$4 timeout=$5 j c0="" c1=""; shift 5
+  [ -n "${PID_OF[$t]:-}" ] && c0=$(proc_json "${PID_OF[$t]}")
   # shellcheck disable=SC2046
   j=$(on_load_core "$PY" "$BENCH" sse $(tls_args) --port "$(port_of "$t" "$w")" --model "$(model_of "$w")" \
         --streams "$SSE_STREAMS" "$@" --timeout "$timeout")
+  if [ -n "$c0" ]; then
+    # The proxy's CPU per relayed event (the events/s figure is bounded by the Python client).
+    c1=$(proc_json "${PID_OF[$t]}")
+    j=$("$PY" - "$j" "$c0" "$c1" <<'EOF'
+import json, sys
+j, c0, c1 = (json.loads(a) for a in sys.argv[1:4])
+ev = j.get("events") or 0
+j["cpu_us_per_event"] = (c1["cpu_ticks"] - c0["cpu_ticks"]) / c0["clk_tck"] * 1e6 / ev if ev else None
+print(json.dumps(j))
+EOF
+)
+  fi
   log "  $t $kind: $j"
   emit "{\"target\":\"$t\",\"kind\":\"$kind\",\"rep\":$rep,${j#\{}"
 }
