@@ -575,6 +575,22 @@ fn start_tls_gate(pki: &Pki, upstreams: &str, driver: &str) -> Server {
     Server::start(cfg).expect("start slotgate")
 }
 
+/// A mock serving model `m1` (the rest of `mock` as given) behind a TLS front door.
+fn mock_behind_tls_gate(
+    pki: &Pki,
+    mock: slotgate::mock::MockConfig,
+    driver: &str,
+) -> (slotgate::mock::MockHandle, Server) {
+    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
+        models: vec!["m1".into()],
+        ..mock
+    })
+    .expect("mock");
+    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
+    let gate = start_tls_gate(pki, &cfg, driver);
+    (m, gate)
+}
+
 /// A TLS client connection to the front door that trusts only `ca`.
 fn tls_connect(
     addr: SocketAddr,
@@ -614,14 +630,14 @@ fn has(got: &[u8], needle: &[u8]) -> bool {
 /// curl through the TLS front door: JSON and a streamed completion, verified with `--cacert`.
 fn front_door_curl(driver: &str) {
     let pki = Pki::new("front");
-    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
-        models: vec!["m1".into()],
-        tokens: 5,
-        ..Default::default()
-    })
-    .expect("mock");
-    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
-    let gate = start_tls_gate(&pki, &cfg, driver);
+    let (m, gate) = mock_behind_tls_gate(
+        &pki,
+        slotgate::mock::MockConfig {
+            tokens: 5,
+            ..Default::default()
+        },
+        driver,
+    );
     let url = format!("https://localhost:{}/v1/chat/completions", gate.addr.port());
     let curl = |body: &str| {
         let out = std::process::Command::new("curl")
@@ -650,7 +666,15 @@ fn front_door_curl(driver: &str) {
     assert!(r.contains("request.invalid_json"), "{r}");
     // The server's cipher order decides: AES-128-GCM, though curl (OpenSSL) lists AES-256 first.
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-v", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .args([
+            "-sS",
+            "-v",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
         .arg(pki.ca())
         .arg(format!("https://localhost:{}/v1/models", gate.addr.port()))
         .output()
@@ -756,15 +780,15 @@ fn front_door_certificate_reload_mid_stream() {
 fn front_door_tls_client_gone_closes_upstream() {
     use std::io::{Read, Write};
     let pki = Pki::new("gone");
-    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
-        models: vec!["m1".into()],
-        tokens: 2000,
-        tokens_per_sec: 50.0,
-        ..Default::default()
-    })
-    .expect("mock");
-    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
-    let gate = start_tls_gate(&pki, &cfg, "auto");
+    let (m, gate) = mock_behind_tls_gate(
+        &pki,
+        slotgate::mock::MockConfig {
+            tokens: 2000,
+            tokens_per_sec: 50.0,
+            ..Default::default()
+        },
+        "auto",
+    );
     let mut s = tls_connect(gate.addr, &pki.ca()).unwrap();
     let body = r#"{"model":"m1","stream":true}"#;
     s.write_all(
@@ -833,14 +857,14 @@ fn read_tls_response(
 fn front_door_many_idle_tls_connections_keep_working() {
     use std::io::Write;
     let pki = Pki::new("idle");
-    let m = slotgate::mock::spawn(slotgate::mock::MockConfig {
-        models: vec!["m1".into()],
-        tokens: 3,
-        ..Default::default()
-    })
-    .expect("mock");
-    let cfg = upstream("up", "remote", &m.base_url(), "models = [\"m1\"]\n");
-    let gate = start_tls_gate(&pki, &cfg, "auto");
+    let (m, gate) = mock_behind_tls_gate(
+        &pki,
+        slotgate::mock::MockConfig {
+            tokens: 3,
+            ..Default::default()
+        },
+        "auto",
+    );
     let body = r#"{"model":"m1"}"#;
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
