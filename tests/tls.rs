@@ -630,7 +630,7 @@ fn has(got: &[u8], needle: &[u8]) -> bool {
 /// curl through the TLS front door: JSON and a streamed completion, verified with `--cacert`.
 fn front_door_curl(driver: &str) {
     let pki = Pki::new("front");
-    let (m, gate) = mock_behind_tls_gate(
+    let (_mock, gate) = mock_behind_tls_gate(
         &pki,
         slotgate::mock::MockConfig {
             tokens: 5,
@@ -857,7 +857,7 @@ fn read_tls_response(
 fn front_door_many_idle_tls_connections_keep_working() {
     use std::io::Write;
     let pki = Pki::new("idle");
-    let (m, gate) = mock_behind_tls_gate(
+    let (_mock, gate) = mock_behind_tls_gate(
         &pki,
         slotgate::mock::MockConfig {
             tokens: 3,
