@@ -896,3 +896,51 @@ fn front_door_many_idle_tls_connections_keep_working() {
         );
     }
 }
+
+/// Relative TLS file paths in a config file resolve against the file's directory (as `keys_file`
+/// and a `tuning` include do), whatever the working directory.
+#[test]
+fn relative_tls_paths_resolve_against_the_config_file() {
+    let pki = Pki::new("relative");
+    let up = tls_scripted(&pki, |_| vec![Piece::Bytes(json_response("{\"ok\":1}"))]);
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n\n{}\n[tuning]\ncores = 1\n",
+        upstream(
+            "up",
+            "remote",
+            &https_url(&up),
+            "models = [\"m1\"]\nca_file = \"ca.pem\"\n"
+        )
+    );
+    let file = pki.path("slotgate.toml");
+    std::fs::write(&file, text).unwrap();
+    assert_ne!(
+        std::env::current_dir().unwrap(),
+        pki.dir,
+        "run from elsewhere"
+    );
+    let cfg = slotgate::config::Config::load(&file, None).expect("relative paths load");
+    assert_eq!(cfg.listen.tls_cert.as_deref(), Some(&*pki.path("cert.pem")));
+    assert_eq!(
+        cfg.upstreams[0].ca_file.as_deref(),
+        Some(&*pki.path("ca.pem"))
+    );
+    let gate = Server::start(cfg).unwrap();
+    let mut s = tls_connect(gate.addr, &pki.ca()).expect("front door serves cert.pem");
+    let body = r#"{"model":"m1"}"#;
+    std::io::Write::write_all(
+        &mut s,
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let r = read_tls_response(&mut s, &mut Vec::new());
+    assert!(
+        r.starts_with(b"HTTP/1.1 200") && r.ends_with(b"{\"ok\":1}"),
+        "the upstream was verified with ca.pem: {}",
+        String::from_utf8_lossy(&r)
+    );
+}

@@ -32,7 +32,10 @@ impl Config {
 
     /// Parses and validates config text. `base_dir` resolves a relative `tuning = "..."` include.
     pub fn from_toml_str(text: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
-        let raw: ConfigFile = toml::from_str(text).map_err(ConfigError::from_toml)?;
+        let mut raw: ConfigFile = toml::from_str(text).map_err(ConfigError::from_toml)?;
+        if let Some(dir) = base_dir {
+            resolve_tls_paths(&mut raw, dir);
+        }
         let mut tuning_source = None;
         let tuning = match raw.tuning.clone() {
             None => Tuning::default(),
@@ -62,6 +65,23 @@ impl Config {
             cfg.front_keys = Some(std::sync::Arc::new(keys));
         }
         Ok(cfg)
+    }
+}
+
+/// Makes the TLS file paths of a config file (`tls_cert`, `tls_key`, `ca_file`, `wake_ca_file`)
+/// relative to the file's directory, as `keys_file` and a `tuning` include are: a config that
+/// travels with its certificates works from any working directory.
+fn resolve_tls_paths(raw: &mut ConfigFile, dir: &Path) {
+    let resolve = |p: &mut Option<PathBuf>| {
+        if let Some(path) = p.as_mut().filter(|p| p.is_relative()) {
+            *path = dir.join(&*path);
+        }
+    };
+    resolve(&mut raw.listen.tls_cert);
+    resolve(&mut raw.listen.tls_key);
+    for u in &mut raw.upstreams {
+        resolve(&mut u.ca_file);
+        resolve(&mut u.wake_ca_file);
     }
 }
 
