@@ -246,8 +246,7 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 n = int(re.search(r"(\d+) requests in", out).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 sock = re.search(r"Socket errors: (.*)", out)
-ticks = c1["cpu_ticks"] - c0["cpu_ticks"]
-cpu_us = ticks / c0["clk_tck"] * 1e6
+cpu_us = (c1["cpu_ns"] - c0["cpu_ns"]) / 1e3
 print(json.dumps({"rps": rps, "requests": n, "non2xx": int(non2xx.group(1)) if non2xx else 0,
                   "socket_errors": sock.group(1) if sock else "", "cpu_us_per_req": cpu_us / n if n else None,
                   "rss_kib": c1["rss_kib"]}))
@@ -321,7 +320,7 @@ sse_run() { # rep target kind workload timeout [bench.py sse args...]: one batch
 import json, sys
 j, c0, c1 = (json.loads(a) for a in sys.argv[1:4])
 ev = j.get("events") or 0
-j["cpu_us_per_event"] = (c1["cpu_ticks"] - c0["cpu_ticks"]) / c0["clk_tck"] * 1e6 / ev if ev else None
+j["cpu_us_per_event"] = (c1["cpu_ns"] - c0["cpu_ns"]) / 1e3 / ev if ev else None
 print(json.dumps(j))
 EOF
 )
