@@ -105,10 +105,13 @@ make_work_dir() { # mktemp-prefix; sets WORK, RESULTS, LOAD_BEFORE and the clean
   WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
   RESULTS="$WORK/results.jsonl"
   : >"$RESULTS"
-  trap cleanup EXIT INT TERM
+  trap cleanup EXIT
+  # An interrupted run fails (128 + signal) and keeps its work dir.
+  trap 'cleanup 130' INT
+  trap 'cleanup 143' TERM
 }
-cleanup() {
-  local rc=$?
+cleanup() { # [exit code, for a signal]
+  local rc=${1:-$?}
   trap - EXIT INT TERM
   cgroup_release
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
