@@ -115,7 +115,8 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<Clien
 /// so config validation and a refused reload report it like any other problem.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, KeyedError> {
     let chain = read_certs(cert).map_err(|e| ("listen.tls_cert", e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+    let pem = read_pem(key).map_err(|e| ("listen.tls_key", e))?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         let why = match e {
             rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key".to_string(),
             e => e.to_string(),
@@ -142,9 +143,27 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     ServerName::try_from(host.to_string()).map_err(|e| format!("tls server name '{host}': {e}"))
 }
 
+/// The most a PEM file may hold (Mozilla's whole root bundle is about 220 KB).
+const MAX_PEM_BYTES: u64 = 4 << 20;
+
+/// Reads a PEM file: a regular file of at most [`MAX_PEM_BYTES`], so a path to a device or a
+/// FIFO (`/dev/zero`) is refused instead of read forever.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let why = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| why(&e))?;
+    if !meta.is_file() {
+        return Err(why(&"not a regular file"));
+    }
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(why(&format!("larger than {MAX_PEM_BYTES} bytes")));
+    }
+    std::fs::read(path).map_err(|e| why(&e))
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let pem = read_pem(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate", path.display()));
@@ -272,6 +291,15 @@ mod tests {
             let p = p.borrow();
             assert!(p.bytes[..p.pos].iter().all(|&b| b == 0));
         });
+    }
+
+    #[test]
+    fn pem_files_must_be_regular_and_bounded() {
+        let e = client_config(Some(Path::new("/dev/zero")), false).unwrap_err();
+        assert!(e.contains("/dev/zero: not a regular file"), "{e}");
+        let (key, e) = server_config(Path::new("/dev/null"), Path::new("/dev/null")).unwrap_err();
+        assert_eq!(key, "listen.tls_cert");
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]
