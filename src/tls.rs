@@ -150,14 +150,15 @@ const MAX_PEM_BYTES: u64 = 4 << 20;
 /// FIFO (`/dev/zero`) is refused instead of read forever.
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
     let why = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let meta = std::fs::metadata(path).map_err(|e| why(&e))?;
+    let io = |e: std::io::Error| why(&format!("I/O error: {e}"));
+    let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
         return Err(why(&"not a regular file"));
     }
     if meta.len() > MAX_PEM_BYTES {
         return Err(why(&format!("larger than {MAX_PEM_BYTES} bytes")));
     }
-    std::fs::read(path).map_err(|e| why(&e))
+    std::fs::read(path).map_err(io)
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
