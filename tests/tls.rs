@@ -1,19 +1,22 @@
 //! TLS end to end (issue 9, README "TLS"): `https://` upstreams behind the workers and the
-//! control client (probes, `/v1/models`, cold prefetch, credential injection), and the front door
-//! over TLS with a certificate reload. Certificates are generated here with rcgen; the TLS mock
-//! upstream is the scripted raw upstream of `support::gate` behind rustls' blocking server stream.
+//! control client (probes, `/v1/models`, cold prefetch, credential injection, session resumption
+//! on both clients), and the front door over TLS with a certificate reload. Certificates are
+//! generated here with rcgen; the TLS mock upstream is the scripted raw upstream of
+//! `support::gate` behind rustls' blocking server stream.
 
 mod support;
 
+use rustls::HandshakeKind;
 use serde_json::Value;
 use slotgate::server::Server;
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::gate::{
-    driver_tuning, json_response, start_gate, upstream, Piece, Scripted, Seen, DRIVERS,
+    driver_tuning, json_response, start_gate, upstream, Piece, Scripted, Seen, Wire, DRIVERS,
 };
 use support::*;
 
@@ -83,12 +86,89 @@ fn tls_scripted(
     pki: &Pki,
     script: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static,
 ) -> Scripted {
+    tls_scripted_observed(pki, script).0
+}
+
+/// How each TLS connection's handshake went (full or resumed), in the order they answered.
+type Handshakes = Arc<Mutex<Vec<HandshakeKind>>>;
+
+/// [`tls_scripted`], also recording every connection's handshake kind. The server config is
+/// slotgate's front-door one, whose session settings are rustls' defaults: stateful TLS 1.3
+/// resumption (an in-memory session store, two tickets per connection).
+fn tls_scripted_observed(
+    pki: &Pki,
+    script: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static,
+) -> (Scripted, Handshakes) {
     let cfg = slotgate::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem"))
         .expect("server config");
-    Scripted::start_on(
-        move |c| rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), c),
+    let kinds = Handshakes::default();
+    let k2 = kinds.clone();
+    let up = Scripted::start_on(
+        move |c| Observed {
+            tls: rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), c),
+            kinds: k2.clone(),
+            recorded: false,
+        },
         script,
+    );
+    (up, kinds)
+}
+
+/// A TLS server stream that records its handshake kind on its first write: a response is only
+/// written after a request was read, so the handshake is done, and the record is made before the
+/// client can see the response.
+struct Observed {
+    tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    kinds: Handshakes,
+    recorded: bool,
+}
+
+impl Read for Observed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tls.read(buf)
+    }
+}
+
+impl Write for Observed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.recorded {
+            if let Some(kind) = self.tls.conn.handshake_kind() {
+                self.kinds.lock().unwrap().push(kind);
+                self.recorded = true;
+            }
+        }
+        self.tls.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tls.flush()
+    }
+}
+
+impl Wire for Observed {
+    fn tcp(&self) -> &TcpStream {
+        &self.tls.sock
+    }
+}
+
+/// A scripted answer echoing the request body as the response body, then closing the connection
+/// (`connection: close`), so every request needs a new TLS connection.
+fn echo_and_close(seen: &Seen) -> Vec<Piece> {
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        seen.body.len()
     )
+    .into_bytes();
+    r.extend_from_slice(&seen.body);
+    vec![Piece::Bytes(r), Piece::Close]
+}
+
+/// The first handshake is full and every later one resumed an earlier session.
+fn assert_resumed_after_first(kinds: &Handshakes, n: usize) {
+    let kinds = kinds.lock().unwrap().clone();
+    let mut want = vec![HandshakeKind::Resumed; n];
+    want[0] = HandshakeKind::Full;
+    assert_eq!(kinds, want, "one full handshake, then resumptions");
 }
 
 /// `https://localhost:port/v1` for a TLS upstream (a DNS name, so SNI is sent).
@@ -182,6 +262,65 @@ fn https_upstream_relay_io_uring() {
 #[test]
 fn https_upstream_relay_epoll() {
     https_upstream_relay(DRIVERS[1]);
+}
+
+/// Number of requests (so TLS connections) in the resumption tests.
+const RESUMES: usize = 4;
+
+/// README "TLS": a worker keeps one rustls client config per `https://` upstream, so its new
+/// connections resume the sessions of earlier ones. The upstream closes after each response, so
+/// each request is a new connection (one worker: `cores = 1`).
+fn https_upstream_sessions_resume(driver: &str) {
+    let pki = Pki::new("resume");
+    let (up, kinds) = tls_scripted_observed(&pki, echo_and_close);
+    let cfg = upstream(
+        "up",
+        "remote",
+        &https_url(&up),
+        &format!("models = [\"m1\"]\n{}", ca_line(&pki.ca())),
+    );
+    let gate = start_gate(&cfg, &driver_tuning(driver));
+    for i in 0..RESUMES {
+        let body = format!(r#"{{"model":"m1","n":{i}}}"#);
+        let r = post_json(gate.addr, "/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, body.as_bytes(), "request {i}");
+    }
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        RESUMES,
+        "a connection per request"
+    );
+    assert_resumed_after_first(&kinds, RESUMES);
+}
+
+#[test]
+fn https_upstream_sessions_resume_io_uring() {
+    https_upstream_sessions_resume(DRIVERS[0]);
+}
+
+#[test]
+fn https_upstream_sessions_resume_epoll() {
+    https_upstream_sessions_resume(DRIVERS[1]);
+}
+
+/// The control plane's client (probes, `/v1/models`, the wake POST) shares one rustls client
+/// config per CA file, so its new connections resume too.
+#[test]
+fn control_client_sessions_resume() {
+    use slotgate::control::client;
+    let pki = Pki::new("control-resume");
+    let (up, kinds) = tls_scripted_observed(&pki, echo_and_close);
+    let url =
+        slotgate::config::UpstreamUrl::parse(&format!("https://localhost:{}/wake", up.addr.port()))
+            .unwrap();
+    for i in 0..RESUMES {
+        let body = format!(r#"{{"n":{i}}}"#);
+        let r = client::post_json(&url, Some(&pki.ca()), body.as_bytes(), IO_TIMEOUT).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, body.as_bytes()));
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), RESUMES);
+    assert_resumed_after_first(&kinds, RESUMES);
 }
 
 /// A server certificate from a CA the upstream does not trust: 502 with rustls' reason.
@@ -596,7 +735,6 @@ fn tls_connect(
     addr: SocketAddr,
     ca: &Path,
 ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
-    use std::io::Write;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -703,7 +841,6 @@ fn front_door_curl_epoll() {
 /// its old session; new handshakes present the new certificate.
 #[test]
 fn front_door_certificate_reload_mid_stream() {
-    use std::io::{Read, Write};
     let pki = Pki::new("reload");
     let up = Scripted::start(|_| {
         let mut v = vec![Piece::Bytes(
@@ -778,7 +915,6 @@ fn front_door_certificate_reload_mid_stream() {
 /// raw socket under TLS too).
 #[test]
 fn front_door_tls_client_gone_closes_upstream() {
-    use std::io::{Read, Write};
     let pki = Pki::new("gone");
     let (m, gate) = mock_behind_tls_gate(
         &pki,
@@ -855,7 +991,6 @@ fn read_tls_response(
 /// pipelined requests that arrived together (bytes rustls holds) are not stranded.
 #[test]
 fn front_door_many_idle_tls_connections_keep_working() {
-    use std::io::Write;
     let pki = Pki::new("idle");
     let (_mock, gate) = mock_behind_tls_gate(
         &pki,
