@@ -4,6 +4,7 @@
 
 mod support;
 
+use parking_lot::Mutex;
 use serde_json::Value;
 use slotgate::mock::{self, MockConfig, MockHandle};
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gate::{remote, start_gate};
 use support::*;
@@ -340,12 +341,12 @@ impl Proc {
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { return };
-                sink.lock().unwrap().push(line);
+                sink.lock().push(line);
             }
         });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let up = wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok());
-        assert!(up, "slotgate never listened: {:?}", stderr.lock().unwrap());
+        assert!(up, "slotgate never listened: {:?}", stderr.lock());
         Proc {
             child,
             addr,
@@ -374,7 +375,6 @@ impl Proc {
     fn access_events(&self) -> Vec<Value> {
         self.stderr
             .lock()
-            .unwrap()
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["target"] == "slotgate::access")
@@ -448,7 +448,7 @@ fn sigterm_drains_a_live_stream_refuses_new_connections_and_exits_zero() {
         "{:.1?} after SIGTERM: {:?} / {:?}",
         term.elapsed(),
         String::from_utf8_lossy(&s.raw),
-        p.stderr.lock().unwrap()
+        p.stderr.lock()
     );
     assert!(s.complete, "the stream was cut by the drain");
     assert_eq!(sse_text(&s.body), mock_text(tokens));
@@ -519,7 +519,7 @@ fn notify_sequence(socket_env: &str, sock: &UnixDatagram) {
     let status = p.wait_exit(Duration::from_secs(10)).expect("still running");
     assert!(status.success());
     assert!(p.access_events().is_empty());
-    let lines = p.stderr.lock().unwrap().clone();
+    let lines = p.stderr.lock().clone();
     assert!(
         lines.iter().any(|l| l.contains("reloaded on SIGHUP")),
         "{lines:?}"

@@ -6,6 +6,7 @@
 
 mod support;
 
+use parking_lot::Mutex;
 use rustls::HandshakeKind;
 use serde_json::Value;
 use slotgate::server::Server;
@@ -13,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::gate::{
     driver_tuning, json_response, start_gate, upstream, Piece, Scripted, Seen, Wire, DRIVERS,
@@ -133,7 +134,7 @@ impl Write for Observed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if !self.recorded {
             if let Some(kind) = self.tls.conn.handshake_kind() {
-                self.kinds.lock().unwrap().push(kind);
+                self.kinds.lock().push(kind);
                 self.recorded = true;
             }
         }
@@ -165,7 +166,7 @@ fn echo_and_close(seen: &Seen) -> Vec<Piece> {
 
 /// The first handshake is full and every later one resumed an earlier session.
 fn assert_resumed_after_first(kinds: &Handshakes, n: usize) {
-    let kinds = kinds.lock().unwrap().clone();
+    let kinds = kinds.lock().clone();
     let mut want = vec![HandshakeKind::Resumed; n];
     want[0] = HandshakeKind::Full;
     assert_eq!(kinds, want, "one full handshake, then resumptions");

@@ -112,6 +112,8 @@ pub fn post_json(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response, ClientError> {
+    // Blocking DNS is allowed here: the wake POST runs on a control thread, never a worker.
+    #[allow(clippy::disallowed_methods)]
     let addrs: Vec<SocketAddr> = match url.literal_addr() {
         Some(a) => vec![a],
         None => (url.host.as_str(), url.port)

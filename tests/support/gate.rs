@@ -4,6 +4,7 @@
 //! chooses; and the checks on what comes back (error envelope, `/proc` fd counts).
 
 use super::Response;
+use parking_lot::Mutex;
 use slotgate::config::Config;
 use slotgate::server::Server;
 use std::io::{Read, Write};
@@ -11,7 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Starts an in-process slotgate on the config `text`.
@@ -206,7 +207,7 @@ impl Scripted {
 
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 }
 
@@ -246,7 +247,7 @@ fn serve<S: Wire>(mut c: S, seen: &Mutex<Vec<Seen>>, script: &Script) {
             body: buf[head_end..head_end + len].to_vec(),
         };
         buf.drain(..head_end + len);
-        seen.lock().unwrap().push(req.clone());
+        seen.lock().push(req.clone());
         for p in script(&req) {
             match p {
                 Piece::Bytes(b) => {
