@@ -861,14 +861,7 @@ fn front_door_certificate_reload_mid_stream() {
 
     let mut s = tls_connect(gate.addr, &old_ca).expect("handshake with the first certificate");
     let body = r#"{"model":"m1","stream":true}"#;
-    s.write_all(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    s.write_all(chat_request(body, true).as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !has(&got, b"data: 1") {
@@ -928,14 +921,7 @@ fn front_door_tls_client_gone_closes_upstream() {
     );
     let mut s = tls_connect(gate.addr, &pki.ca()).unwrap();
     let body = r#"{"model":"m1","stream":true}"#;
-    s.write_all(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    s.write_all(chat_request(body, false).as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !has(&got, b"tok1 ") {
@@ -959,6 +945,15 @@ fn front_door_tls_client_gone_closes_upstream() {
         "{:?}",
         t0.elapsed()
     );
+}
+
+/// A raw `POST /v1/chat/completions` with a JSON `body` (and `Connection: close` when `close`).
+fn chat_request(body: &str, close: bool) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{body}",
+        if close { "Connection: close\r\n" } else { "" },
+        body.len()
+    )
 }
 
 /// Reads one response with a `content-length` body from a TLS client stream.
@@ -1002,10 +997,7 @@ fn front_door_many_idle_tls_connections_keep_working() {
         "auto",
     );
     let body = r#"{"model":"m1"}"#;
-    let req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let req = chat_request(body, false);
     let mut conns: Vec<_> = (0..300)
         .map(|_| (tls_connect(gate.addr, &pki.ca()).unwrap(), Vec::new()))
         .collect();
@@ -1064,15 +1056,7 @@ fn relative_tls_paths_resolve_against_the_config_file() {
     let gate = Server::start(cfg).unwrap();
     let mut s = tls_connect(gate.addr, &pki.ca()).expect("front door serves cert.pem");
     let body = r#"{"model":"m1"}"#;
-    std::io::Write::write_all(
-        &mut s,
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    std::io::Write::write_all(&mut s, chat_request(body, false).as_bytes()).unwrap();
     let r = read_tls_response(&mut s, &mut Vec::new());
     assert!(
         r.starts_with(b"HTTP/1.1 200") && r.ends_with(b"{\"ok\":1}"),
