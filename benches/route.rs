@@ -121,6 +121,26 @@ fn bench_facts(c: &mut Criterion) {
             b.iter(|| extract_json(black_box(body)).map(|f| f.span))
         });
     }
+    // A vision request: one long string without escapes (a base64 data URL), `model` last.
+    let image: String = (0..1 << 20)
+        .map(|i| {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[i * 7 % 64] as char
+        })
+        .collect();
+    let body = format!(
+        "{{\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"data:image/png;base64,{image}\"}}}}]}}],\"model\":\"qwopus3.6-27b-v2\"}}"
+    )
+    .into_bytes();
+    assert_eq!(
+        extract_json(&body).expect("valid").model(),
+        Some("qwopus3.6-27b-v2")
+    );
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_with_input(
+        BenchmarkId::from_parameter("1MiB-image"),
+        &body,
+        |b, body| b.iter(|| extract_json(black_box(body)).map(|f| f.span)),
+    );
     g.finish();
 
     let mut g = c.benchmark_group("serde_json_ignored_any");
