@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Largest response body a control-side GET accepts (a big remote's model list fits).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -154,23 +154,30 @@ fn tls_for(
 }
 
 /// Control-side TLS client configs, shared by every probe, fetch and wake POST so sessions
-/// resume. Keyed by the CA file's path and modification time, so a replaced file is read again.
-type TlsKey = (Option<PathBuf>, Option<SystemTime>, bool);
+/// resume. Keyed by CA file and `insecure_skip_verify`; emptied when a config is applied
+/// ([`forget_tls_configs`]), so a CA file is read again at a reload, never between reloads: the
+/// control plane sees the same CA files as the workers, which rebuild theirs per config.
+type TlsKey = (Option<PathBuf>, bool);
+
+fn tls_cache() -> &'static Mutex<HashMap<TlsKey, Arc<ClientConfig>>> {
+    static CACHE: OnceLock<Mutex<HashMap<TlsKey, Arc<ClientConfig>>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
 
 fn tls_config(ca_file: Option<&Path>, insecure: bool) -> Result<Arc<ClientConfig>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<TlsKey, Arc<ClientConfig>>>> = OnceLock::new();
-    let mtime = ca_file.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-    let key = (ca_file.map(Path::to_path_buf), mtime, insecure);
-    let mut cache = CACHE.get_or_init(Mutex::default).lock();
+    let key = (ca_file.map(Path::to_path_buf), insecure);
+    let mut cache = tls_cache().lock();
     if let Some(c) = cache.get(&key) {
         return Ok(c.clone());
     }
     let c = crate::tls::client_config(ca_file, insecure)?;
-    if cache.len() >= 64 {
-        cache.clear();
-    }
     cache.insert(key, c.clone());
     Ok(c)
+}
+
+/// Drops the cached TLS client configs: called when a config is applied (start or reload).
+pub fn forget_tls_configs() {
+    tls_cache().lock().clear();
 }
 
 #[allow(clippy::too_many_arguments)]

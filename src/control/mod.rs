@@ -643,6 +643,8 @@ impl Control {
     /// removed ones stop. Returns the published epoch.
     pub fn apply_config(&self, cfg: Config) -> u64 {
         let cfg = Arc::new(cfg);
+        // CA files are read again from this config on (the workers rebuild theirs per config).
+        client::forget_tls_configs();
         // Counters first, as the union of old and new names, so a worker that sees a new
         // upstream in the snapshot finds its counters and one still on the old snapshot keeps
         // finding the removed upstream's; trimmed to the new names once published.

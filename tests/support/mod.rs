@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod gate;
+pub mod pki;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
