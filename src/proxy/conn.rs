@@ -102,7 +102,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         match read_request(&w, &mut c, &limits).await {
             ReadResult::Closed => return,
             ReadResult::Unauthorized => {
-                super::front_auth::refuse(&w, &mut c, false).await;
+                // The connection closes after the answer: the buffer is taken, not copied.
+                let buf = std::mem::take(&mut c.buf);
+                super::front_auth::refuse(&w, &mut c, &buf, false).await;
                 return;
             }
             ReadResult::Refuse(reply) => {
@@ -128,9 +130,12 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             }
             ReadResult::Request { body, msg_len } => {
                 c.rec.begin(msg_len);
-                let outcome = exchange::handle(&w, &mut c, body).await;
-                finish_record(&w, &mut c);
-                c.buf.advance(msg_len);
+                // The request's bytes leave the read buffer (no copy: they share its allocation)
+                // so a large body can be forwarded without copying it; pipelined bytes stay.
+                let req = c.buf.split_to(msg_len).freeze();
+                let outcome = exchange::handle(&w, &mut c, &req, body).await;
+                finish_record(&w, &mut c, &req);
+                drop(req);
                 // With many connections on the worker, an idle keep-alive connection holds one
                 // descriptor, not two: the read-side watcher is duplicated again by the next
                 // proxied request (DESIGN-NOTES.md). Below that, it is kept (no dup and close
@@ -148,15 +153,14 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Hands the request's record over to the worker's metrics (and the decision log), once per
-/// request, while its head is still in the buffer.
-fn finish_record(w: &Worker, c: &mut ClientConn) {
+/// request, while its head (`buf`, the request's bytes) is still at hand.
+fn finish_record(w: &Worker, c: &mut ClientConn, buf: &[u8]) {
     let mut req = RequestLine {
         client: c.peer,
         method: "",
         path: "",
     };
     if c.rec.wants_text() {
-        let buf = &c.buf[..];
         req.method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
         req.path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
     }
@@ -281,7 +285,7 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
         BodyFraming::Chunked => true,
         BodyFraming::None | BodyFraming::Close => false,
     };
-    if body_pending && !super::front_auth::allowed(&w.snap.get(), c) {
+    if body_pending && !super::front_auth::allowed(&w.snap.get(), c, &c.buf) {
         return ReadResult::Unauthorized;
     }
 

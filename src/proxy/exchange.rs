@@ -15,6 +15,7 @@ use crate::routing::{
     dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot,
     SnapshotRef, Step, UpstreamEntry,
 };
+use bytes::Bytes;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::io;
@@ -30,19 +31,20 @@ pub enum Outcome {
     Close,
 }
 
-/// Handles the buffered request in `c` (head parsed into `c.head`, body located by `body`).
-pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
+/// Handles a buffered request: its bytes `req` (head parsed into `c.head`, body located by
+/// `body`).
+pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body) -> Outcome {
     // The read-side watcher (a dup of the client fd) notices a client leaving while we wait.
     c.watcher();
     // The request keeps this `Rc` (no atomic touched) for its whole life, stream included.
     let mut snap: SnapshotRef = w.snap.get();
     let client_keep_alive = c.head.keep_alive();
-    if !super::front_auth::allowed(&snap, c) {
-        return super::front_auth::refuse(w, c, client_keep_alive).await;
+    if !super::front_auth::allowed(&snap, c, req) {
+        return super::front_auth::refuse(w, c, req, client_keep_alive).await;
     }
 
     // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
-    let buf = &c.buf[..];
+    let buf = &req[..];
     let method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
     let path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
     let query = c
@@ -225,15 +227,20 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
         },
     };
 
-    // The outgoing request: head plus the body, byte for byte unless the model must change.
-    let mut out = Vec::with_capacity(512 + body_bytes.len());
+    // The outgoing request: head plus the body, byte for byte unless the model must change. A
+    // small body joins the head (one write); a large one is sent from the client's own bytes.
     let remapped = match (&decision.remap, bf.span) {
         (Some(new_model), Some(span)) => Some(facts::remap_segments(body_bytes, span, new_model)),
         _ => None,
     };
     let body_len = remapped.as_ref().map_or(body_bytes.len(), |r| r.len());
+    let zero_copy = remapped.is_none() && body_len > INLINE_BODY;
+    let mut out = Outgoing {
+        head: Vec::with_capacity(512 + if zero_copy { 0 } else { body_len }),
+        body: None,
+    };
     forward::request_head(
-        &mut out,
+        &mut out.head,
         &c.head,
         buf,
         &decision.path,
@@ -243,11 +250,17 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, body: Body) -> Outcome {
     );
     match &remapped {
         Some(r) => {
-            out.extend_from_slice(r.head);
-            out.extend_from_slice(&r.value);
-            out.extend_from_slice(r.tail);
+            out.head.extend_from_slice(r.head);
+            out.head.extend_from_slice(&r.value);
+            out.head.extend_from_slice(r.tail);
         }
-        None => out.extend_from_slice(body_bytes),
+        None if zero_copy => {
+            out.body = Some(match body {
+                Body::InBuf(r) => req.slice(r),
+                Body::Owned(v) => Bytes::from(v),
+            });
+        }
+        None => out.head.extend_from_slice(body_bytes),
     }
     let ctx = RelayCtx {
         upstream_id: decision.upstream,
@@ -432,7 +445,7 @@ enum Failure {
     BadResponse(String),
 }
 
-async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Vec<u8>) -> Outcome {
+async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing) -> Outcome {
     let cfg = ctx.cfg();
     let started = Instant::now();
     let total_deadline = (cfg.total_ms > 0).then(|| started + Duration::from_millis(cfg.total_ms));
@@ -745,7 +758,37 @@ impl BodyState {
     }
 }
 
-type SendErr = (Failure, Vec<u8>, Vec<u8>);
+type SendErr = (Failure, Outgoing, Vec<u8>);
+
+/// A body above this many bytes is sent from the client's own bytes (one more write) instead of
+/// being copied behind the head (a copy, and for large bodies a fresh allocation every request).
+const INLINE_BODY: usize = 16 * 1024;
+
+/// The request as it goes upstream: the head (followed by the body when it is small or was
+/// rewritten), then a large body as the client sent it.
+struct Outgoing {
+    head: Vec<u8>,
+    body: Option<Bytes>,
+}
+
+impl Outgoing {
+    /// Writes the request; gives it back (for a retry on a fresh connection) either way.
+    async fn write_to(self, up: &mut UpstreamStream) -> (io::Result<()>, Outgoing) {
+        let (res, head) = up.write_all(self.head).await;
+        let mut out = Outgoing {
+            head,
+            body: self.body,
+        };
+        if res.is_ok() {
+            if let Some(body) = out.body.take() {
+                let (res, body) = up.write_all(body).await;
+                out.body = Some(body);
+                return (res.map(drop), out);
+            }
+        }
+        (res.map(drop), out)
+    }
+}
 
 /// Writes the request and waits for a final response head (skipping 1xx), watching the client.
 /// On success returns the connection, the parsed head and how many bytes of `rbuf` are filled.
@@ -756,13 +799,13 @@ async fn send_and_wait_head(
     ctx: &RelayCtx,
     mut up: UpstreamStream,
     reused: bool,
-    out: Vec<u8>,
+    out: Outgoing,
     mut rbuf: Vec<u8>,
     max_head: usize,
     total_deadline: Option<Instant>,
 ) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = ctx.cfg();
-    let (res, out) = up.write_all(out).await;
+    let (res, out) = out.write_to(&mut up).await;
     if let Err(e) = res {
         return Err((
             Failure::Unavailable {

@@ -9,20 +9,21 @@ use crate::http::{ErrorCode, ErrorReply};
 use crate::routing::Snapshot;
 use monoio::io::AsyncWriteRentExt;
 
-/// Whether the request in `c` may pass: no `[auth]` configured, or it carries an accepted key.
-/// Uses the keys of the request's snapshot, so a reload applies to the next request.
+/// Whether the request in `c` (its bytes in `buf`) may pass: no `[auth]` configured, or it
+/// carries an accepted key. Uses the keys of the request's snapshot, so a reload applies to the
+/// next request.
 #[inline]
-pub fn allowed(snap: &Snapshot, c: &ClientConn) -> bool {
+pub fn allowed(snap: &Snapshot, c: &ClientConn, buf: &[u8]) -> bool {
     match &snap.config.front_keys {
         None => true,
-        Some(keys) => keys.accepts_request(c.head.authorization(&c.buf), c.head.x_api_key(&c.buf)),
+        Some(keys) => keys.accepts_request(c.head.authorization(buf), c.head.x_api_key(buf)),
     }
 }
 
 /// Answers `401 auth.unauthorized` with `WWW-Authenticate: Bearer`. The request was framed
 /// correctly, so the connection stays usable.
-pub async fn refuse(w: &Worker, c: &mut ClientConn, keep_alive: bool) -> Outcome {
-    let id = RequestId::of(w, c.head.request_id(&c.buf));
+pub async fn refuse(w: &Worker, c: &mut ClientConn, buf: &[u8], keep_alive: bool) -> Outcome {
+    let id = RequestId::of(w, c.head.request_id(buf));
     let reply = ErrorReply::new(
         ErrorCode::Unauthorized,
         "a valid API key is required (Authorization: Bearer <key> or X-Api-Key: <key>)",
