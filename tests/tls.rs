@@ -188,6 +188,17 @@ fn https_upstream_relay(driver: &str) {
         Some(&*format!("localhost:{}", up.addr.port()))
     );
     assert_eq!(seen[0].body, br#"{"model":"m1"}"#);
+    // A body large enough to go out apart from its head, sealed into many records.
+    let fill: String = (0..150_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let big = format!(r#"{{"messages":[{{"content":"{fill}"}}],"model":"m1"}}"#);
+    let r = c.request(post_raw("/v1/chat/completions", &big, &[]).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        up.seen()[2].body == big.as_bytes(),
+        "large body over TLS differs"
+    );
     assert_eq!(
         up.accepted.load(Ordering::SeqCst),
         1,
