@@ -386,43 +386,29 @@ fn stale_pooled_connection_retried() {
         v
     });
     let gate = start_gate(&remote("up", &up.url(), &["m1"], ""), "");
-    let r1 = http_request(
-        gate.addr,
-        post_raw(
-            "/v1/chat/completions",
-            r#"{"model":"m1"}"#,
-            &["X-Request-Id: first"],
-        )
-        .as_bytes(),
-    );
-    assert_eq!(r1.status, 200);
-    assert!(wait_until(Duration::from_secs(2), || up
-        .accepted
-        .load(Ordering::SeqCst)
-        == 1));
-    let r2 = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"m1"}"#);
-    assert_eq!(r2.status, 200, "{}", r2.text());
-    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
-    // Again with a body large enough to be sent apart from its head: the retry resends it whole.
-    let r3 = http_request(
-        gate.addr,
-        post_raw(
-            "/v1/chat/completions",
-            r#"{"model":"m1"}"#,
-            &["X-Request-Id: first"],
-        )
-        .as_bytes(),
-    );
-    assert_eq!(r3.status, 200);
-    assert!(wait_until(Duration::from_secs(2), || up
-        .accepted
-        .load(Ordering::SeqCst)
-        == 2));
-    let big = big_json(64 << 10, "retry");
-    let r4 = post_json(gate.addr, "/v1/chat/completions", &big);
-    assert_eq!(r4.status, 200, "{}", r4.text());
-    assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
-    assert!(up.seen().pop().unwrap().body == big.as_bytes());
+    // Once with a small body, once with one large enough to be sent apart from its head: the
+    // retry resends it whole.
+    let bodies = [r#"{"model":"m1"}"#.to_string(), big_json(64 << 10, "retry")];
+    for (round, body) in bodies.iter().enumerate() {
+        let r1 = http_request(
+            gate.addr,
+            post_raw(
+                "/v1/chat/completions",
+                r#"{"model":"m1"}"#,
+                &["X-Request-Id: first"],
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r1.status, 200);
+        assert!(wait_until(Duration::from_secs(2), || up
+            .accepted
+            .load(Ordering::SeqCst)
+            == round + 1));
+        let r2 = post_json(gate.addr, "/v1/chat/completions", body);
+        assert_eq!(r2.status, 200, "{}", r2.text());
+        assert_eq!(up.accepted.load(Ordering::SeqCst), round + 2);
+        assert!(up.seen().pop().unwrap().body == body.as_bytes());
+    }
 }
 
 fn chat_mock(models: &[&str], tokens: usize, tps: f64) -> MockHandle {
