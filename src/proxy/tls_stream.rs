@@ -155,19 +155,21 @@ where
             Err(e) if e.kind() == io::ErrorKind::Other => return Ok(()),
             Err(e) => return Err(e),
         }
-        self.conn
-            .process_new_packets()
-            .map(|_| ())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        self.process()
     }
 
     /// Tells rustls the socket reached EOF (it then answers `Ok(0)` after a `close_notify`, or
     /// `UnexpectedEof` without one).
     fn note_eof(&mut self) -> io::Result<()> {
         self.conn.read_tls(&mut &[][..])?;
+        self.process()
+    }
+
+    /// Processes the records handed to rustls; a protocol error carries rustls' reason.
+    fn process(&mut self) -> io::Result<()> {
         self.conn
             .process_new_packets()
-            .map(|_| ())
+            .map(drop)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
@@ -196,11 +198,8 @@ where
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok((n > 0).then_some(n));
                 }
-                Err(e) if n > 0 => {
-                    // Hand over what was read; the error comes back on the next read.
-                    let _ = e;
-                    return Ok(Some(n));
-                }
+                // Hand over what was read; the error comes back on the next read.
+                Err(_) if n > 0 => return Ok(Some(n)),
                 Err(e) => return Err(e),
             };
             if chunk.is_empty() {
