@@ -802,3 +802,76 @@ fn unauthenticated_body_is_not_read() {
         "only the authenticated request reached the upstream"
     );
 }
+
+fn is_uuid_v7(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }
+        })
+        && b[14] == b'7'
+        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
+}
+
+/// Generated request ids are UUIDv7 (real servers reject other shapes), a client's id goes
+/// upstream as given, and `send_request_id = false` keeps it from one upstream while the client
+/// still gets it back.
+#[test]
+fn request_ids_are_uuids_client_ids_pass_and_one_upstream_can_opt_out() {
+    let up = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
+    let quiet = Scripted::start(|_| vec![Piece::Bytes(json_response("{}"))]);
+    let cfg = format!(
+        "{}{}",
+        remote("up", &up.url(), &["m1"], ""),
+        remote("quiet", &quiet.url(), &["m2"], "send_request_id = false\n")
+    );
+    let gate = start_gate(&cfg, &driver_tuning(DRIVERS[0]));
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = http_request(
+            gate.addr,
+            post_raw("/v1/x", r#"{"model":"m1"}"#, &[]).as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.header("x-request-id").expect("id sent back").to_string();
+        assert!(is_uuid_v7(&id), "generated id {id} is a UUIDv7");
+        ids.push(id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "ids never repeat: {ids:?}");
+    let seen = up.seen();
+    for (s, id) in seen.iter().zip(&ids) {
+        assert_eq!(s.header("x-request-id").as_deref(), Some(id.as_str()));
+    }
+
+    let r = http_request(
+        gate.addr,
+        post_raw("/v1/x", r#"{"model":"m1"}"#, &["X-Request-Id: my-trace.42"]).as_bytes(),
+    );
+    assert_eq!(r.header("x-request-id"), Some("my-trace.42"));
+    assert_eq!(
+        up.seen()
+            .last()
+            .and_then(|s| s.header("x-request-id"))
+            .as_deref(),
+        Some("my-trace.42"),
+        "a client's id is forwarded as given"
+    );
+
+    let r = http_request(
+        gate.addr,
+        post_raw("/v1/x", r#"{"model":"m2"}"#, &[]).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-request-id").is_some_and(is_uuid_v7));
+    let q = quiet.seen();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].header("x-request-id"), None, "send_request_id = false");
+}

@@ -259,6 +259,10 @@ pub struct UpstreamConfig {
     /// Forward the client's `Authorization` / `X-Api-Key`.
     #[serde(default)]
     pub forward_client_auth: bool,
+    /// Send the request's `X-Request-Id` to this upstream (it still goes back to the client and
+    /// into the logs when off).
+    #[serde(default = "d_true")]
+    pub send_request_id: bool,
     /// TCP connect timeout.
     #[serde(default = "d_3000")]
     pub connect_ms: u64,

@@ -51,7 +51,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         .head
         .query(buf)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
-    let request_id = forward::RequestId::of(w, c.head.request_id(buf));
+    let request_id = forward::RequestId::of(&w.ids, c.head.request_id(buf));
     c.rec.request_id(request_id.as_str());
 
     if !(path == "/v1" || path.starts_with("/v1/")) {

@@ -2,7 +2,6 @@
 //! (DESIGN.md §3 "Headers").
 
 use super::exchange::RelayCtx;
-use super::worker::Worker;
 use crate::config::AuthStyle;
 use crate::http::headers::{is_hop_by_hop, name_eq, tokens};
 use crate::http::response::ResponseHead;
@@ -10,48 +9,7 @@ use crate::http::{Method, RequestHead};
 use crate::routing::UpstreamEntry;
 use std::io::Write;
 
-/// Longest client `X-Request-Id` kept (longer ones are replaced by a generated id).
-const MAX_ID: usize = 128;
-
-/// The request's `X-Request-Id`: the client's when it sent a sane one, else generated. Held
-/// inline (no allocation per request).
-#[derive(Clone)]
-pub struct RequestId {
-    bytes: [u8; MAX_ID],
-    len: u8,
-}
-
-impl std::fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl RequestId {
-    /// Keeps a client id of 1–128 visible ASCII bytes; otherwise generates a fresh one.
-    pub fn of(w: &Worker, existing: Option<&[u8]>) -> RequestId {
-        let mut id = RequestId {
-            bytes: [0; MAX_ID],
-            len: 0,
-        };
-        match existing {
-            Some(v)
-                if !v.is_empty() && v.len() <= MAX_ID && v.iter().all(|b| b.is_ascii_graphic()) =>
-            {
-                id.bytes[..v.len()].copy_from_slice(v);
-                id.len = v.len() as u8;
-            }
-            _ => id.len = w.next_request_id(&mut id.bytes) as u8,
-        }
-        id
-    }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        // Only visible ASCII is ever stored (checked above, or hex digits and '-').
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
-    }
-}
+pub use super::request_id::RequestId;
 
 fn connection_names(values: &[&[u8]], name: &[u8]) -> bool {
     values.iter().any(|v| tokens(v).any(|t| name_eq(t, name)))
@@ -115,9 +73,11 @@ pub fn request_head(
     if body_len > 0 || has_body_semantics {
         let _ = write!(out, "content-length: {body_len}\r\n");
     }
-    out.extend_from_slice(b"x-request-id: ");
-    out.extend_from_slice(request_id.as_str().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    if cfg.send_request_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(request_id.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(a) = auth {
         // The secret comes only from the environment, read per request so a rotated key (and a
         // restarted service manager's environment) needs no reload.

@@ -23,7 +23,7 @@ pub fn allowed(snap: &Snapshot, c: &ClientConn, buf: &[u8]) -> bool {
 /// Answers `401 auth.unauthorized` with `WWW-Authenticate: Bearer`. The request was framed
 /// correctly, so the connection stays usable.
 pub async fn refuse(w: &Worker, c: &mut ClientConn, buf: &[u8], keep_alive: bool) -> Outcome {
-    let id = RequestId::of(w, c.head.request_id(buf));
+    let id = RequestId::of(&w.ids, c.head.request_id(buf));
     let reply = ErrorReply::new(
         ErrorCode::Unauthorized,
         "a valid API key is required (Authorization: Bearer <key> or X-Api-Key: <key>)",

@@ -8,6 +8,7 @@ mod forward;
 mod front_auth;
 pub mod pool;
 pub mod port;
+pub mod request_id;
 mod stream;
 pub(crate) mod sys;
 mod tls_stream;

@@ -58,15 +58,6 @@ pub fn uring_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Writes `v` in lowercase hex at `out[pos..]`, zero-padded to `min` digits; returns the end.
-fn hex(out: &mut [u8], pos: usize, v: u64, min: usize) -> usize {
-    let digits = ((64 - v.leading_zeros() as usize).div_ceil(4)).max(min);
-    for i in 0..digits {
-        out[pos + i] = b"0123456789abcdef"[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
-    }
-    pos + digits
-}
-
 /// Per-worker state: everything here is touched by one thread only.
 pub struct Worker {
     /// Worker index.
@@ -82,25 +73,11 @@ pub struct Worker {
     /// Open client connections on this worker.
     pub conns: Cell<usize>,
     /// Counter of generated request ids.
-    pub next_id: Cell<u64>,
+    pub ids: super::request_id::IdSource,
     /// This worker's metrics recorder (only this worker and the scraper touch it).
     pub metrics: Arc<WorkerMetrics>,
     /// Fired when the worker starts draining: idle keep-alive connections close at once.
     pub drain: DrainSignal,
-}
-
-impl Worker {
-    /// Writes a fresh request id into `out` and returns its length: process seed, worker and
-    /// counter in hex (`5ddd77ba825f-0-2a`), so ids never repeat across workers or restarts.
-    pub fn next_request_id(&self, out: &mut [u8]) -> usize {
-        let n = self.next_id.get();
-        self.next_id.set(n + 1);
-        let mut pos = hex(out, 0, self.shared.id_seed & 0xffff_ffff_ffff, 12);
-        out[pos] = b'-';
-        pos = hex(out, pos + 1, self.id as u64, 1);
-        out[pos] = b'-';
-        hex(out, pos + 1, n, 1)
-    }
 }
 
 /// Running workers.
@@ -204,6 +181,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                     let _ = tx.send(listener.local_addr());
                     let cell = shared.cell.clone();
                     let metrics = shared.metrics.register_worker();
+                    let ids = super::request_id::IdSource::new(shared.id_seed, id);
                     let w = Rc::new(Worker {
                         id,
                         shared,
@@ -211,7 +189,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
                         pool: Pool::default(),
                         uring: driver == Driver::IoUring,
                         conns: Cell::new(0),
-                        next_id: Cell::new(0),
+                        ids,
                         metrics,
                         drain: DrainSignal::default(),
                     });
@@ -294,24 +272,4 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     crate::logging::flush_thread();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hex;
-
-    #[test]
-    fn hex_digits_and_padding() {
-        let mut b = [0u8; 32];
-        let end = hex(&mut b, 0, 0x2a, 1);
-        assert_eq!(&b[..end], b"2a");
-        let end = hex(&mut b, 0, 0, 1);
-        assert_eq!(&b[..end], b"0");
-        let end = hex(&mut b, 0, 0x5ddd_77ba_825f, 12);
-        assert_eq!(&b[..end], b"5ddd77ba825f");
-        let end = hex(&mut b, 3, 0xff, 4);
-        assert_eq!(&b[3..end], b"00ff");
-        let end = hex(&mut b, 0, u64::MAX, 1);
-        assert_eq!(&b[..end], b"ffffffffffffffff");
-    }
 }
