@@ -936,3 +936,50 @@ fn upstream_obs_text_reason_phrase_is_relayed_not_fatal() {
     let r = Conn::connect(s.addr).request(post_raw(CHAT, BODY, &[]).as_bytes());
     assert_eq!(r.status, 200);
 }
+
+/// Targets that once aborted the process (a `%`, one hex digit, then a multi-byte character) and
+/// their cousins: raw high bytes, broken escapes, a huge query. Each gets a clean answer and the
+/// one worker goes on serving.
+#[test]
+fn hostile_targets_get_an_answer_and_the_worker_survives() {
+    let (s, _m) = gate("");
+    let targets: [&[u8]; 9] = [
+        b"/v1/models/%a\xc3\xa9",
+        b"/v1/models/%\xc3\xa9",
+        b"/v1/models/%",
+        b"/v1/models/%4",
+        b"/v1/models/\xff\xfe%zz",
+        b"/v1/models/%c3",
+        b"/v1/\xe2\x82\xac?q=%a\xc3\xa9",
+        b"/v1/models?%%%=\xc3",
+        b"/\xc3\xa9%a",
+    ];
+    for t in targets {
+        let mut raw = b"GET ".to_vec();
+        raw.extend_from_slice(t);
+        raw.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut c = Conn::connect(s.addr);
+        c.send(&raw);
+        let r = c.read_response();
+        let what = String::from_utf8_lossy(t);
+        assert!(
+            matches!(r.status, 200 | 400 | 404),
+            "{what}: status {}",
+            r.status
+        );
+        if r.status != 200 {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("envelope");
+            assert!(v["error"]["code"].is_string(), "{what}: {}", r.text());
+        }
+        assert_serves(s.addr);
+    }
+    let huge = format!(
+        "GET /v1/models/x?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "%a\u{e9}&".repeat(2000)
+    );
+    let mut c = Conn::connect(s.addr);
+    c.send(huge.as_bytes());
+    let r = c.read_response();
+    assert!(r.status >= 400, "huge query: {}", r.status);
+    assert_serves(s.addr);
+}

@@ -289,7 +289,11 @@ fn admin_route(control: &Control, req: &Request) -> Reply {
         p => match p.strip_prefix("/admin/slots/") {
             Some(name) if !name.is_empty() && !name.contains('/') => {
                 if m == "PUT" || m == "POST" {
-                    push_slot(control, &percent_decode(name), &req.body)
+                    push_slot(
+                        control,
+                        &crate::http::target::decode_segment(name.as_bytes()),
+                        &req.body,
+                    )
                 } else {
                     not_allowed("PUT")
                 }
@@ -433,8 +437,8 @@ fn route_explain(control: &Control, query: &str) -> Reply {
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "model" => model = percent_decode(v),
-            "path" => path = percent_decode(v),
+            "model" => model = crate::http::target::decode_query_value(v.as_bytes()),
+            "path" => path = crate::http::target::decode_query_value(v.as_bytes()),
             _ => {}
         }
     }
@@ -511,44 +515,5 @@ fn metrics(control: &Control) -> Reply {
         body: out.into_bytes(),
         extra: String::new(),
         head_only: false,
-    }
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Decodes `%XX` escapes and `+` (query strings); invalid escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_queries() {
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("qwen%3A7b"), "qwen:7b");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("end%41"), "endA");
     }
 }

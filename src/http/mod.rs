@@ -5,6 +5,7 @@ pub mod error;
 pub mod headers;
 pub mod request;
 pub mod response;
+pub mod target;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, Progress};
 pub use error::{ErrorCode, ErrorReply};

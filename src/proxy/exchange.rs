@@ -68,7 +68,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
             return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
-            let id = percent_decode(id);
+            let id = crate::http::target::decode_segment(id.as_bytes());
             let load = |n: &str| w.shared.control.load_json(n);
             return match crate::control::model_json_with(&snap, &id, &load) {
                 Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
@@ -379,25 +379,6 @@ async fn reply_error(
     } else {
         Outcome::KeepAlive
     }
-}
-
-/// Decodes `%XX` escapes in a path segment (model ids may contain `/` or `:`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn reply_json(
