@@ -983,3 +983,73 @@ fn hostile_targets_get_an_answer_and_the_worker_survives() {
     assert!(r.status >= 400, "huge query: {}", r.status);
     assert_serves(s.addr);
 }
+
+/// A panic on one connection's path (injected: debug builds with `SLOTGATE_TEST_PANICS=1`)
+/// closes that connection only: before any answer byte the client gets `500 server.internal`,
+/// after the head it sees the response cut; a stream on the same worker runs on to its end, the
+/// worker keeps serving, and `slotgate_panics_total` counts both.
+#[test]
+fn a_panic_closes_only_its_own_connection() {
+    std::env::set_var("SLOTGATE_TEST_PANICS", "1");
+    let m = mock::spawn(MockConfig {
+        tokens: 30,
+        tokens_per_sec: 100.0,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let s = start_gate(&remote("up", &m.base_url(), &["mock"], ""), "");
+    let admin = s.admin_addr.expect("admin");
+
+    let stream_body =
+        r#"{"model":"mock","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut streaming = Conn::connect(s.addr);
+    streaming.send(post_raw(CHAT, stream_body, &[]).as_bytes());
+    let first = streaming.read_until(b"data: ", Duration::from_secs(5));
+    assert!(first.starts_with(b"HTTP/1.1 200"), "stream started");
+
+    let mut c = Conn::connect(s.addr);
+    c.send(
+        post_raw(
+            CHAT,
+            BODY,
+            &["X-Slotgate-Test-Panic: head", "X-Request-Id: boom-1"],
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_error(&r, 500, "server.internal");
+    assert_eq!(r.header("x-request-id"), Some("boom-1"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        c.wait_closed(Duration::from_secs(3)),
+        "panicked connection closed"
+    );
+
+    let mut c = Conn::connect(s.addr);
+    c.send(post_raw(CHAT, stream_body, &["X-Slotgate-Test-Panic: body"]).as_bytes());
+    let got = c.read_until(b"\r\n\r\n", Duration::from_secs(5));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "head went out before the panic"
+    );
+    assert!(c.wait_closed(Duration::from_secs(3)), "cut after the head");
+
+    assert_serves(s.addr);
+    let rest = streaming.read_until(b"data: [DONE]", Duration::from_secs(10));
+    let all = [first, rest].concat();
+    assert!(
+        all.windows(12).any(|w| w == b"data: [DONE]"),
+        "the other stream ran to its end: {}",
+        String::from_utf8_lossy(&all)
+    );
+    let metrics = support::get(admin, "/metrics").text();
+    assert!(
+        metrics.lines().any(|l| l == "slotgate_panics_total 2"),
+        "panics counted:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("panic"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -147,13 +147,10 @@ fn serve_conn(control: &Control, stream: TcpStream) {
     loop {
         let (reply, close) = match read_request(&mut w) {
             Ok(None) => return,
-            Ok(Some((req, close))) => {
-                let mut reply = route(control, &req);
-                if req.method == "HEAD" {
-                    reply.head_only = true;
-                }
-                (reply, close)
-            }
+            Ok(Some((req, close))) => match answer_request(control, &req) {
+                Some(reply) => (reply, close),
+                None => (internal_error(), true),
+            },
             Err(WireError::Timeout) | Err(WireError::Closed) | Err(WireError::Io(_)) => return,
             Err(WireError::TooLarge) => (
                 Reply::error(ErrorReply::new(
@@ -169,6 +166,59 @@ fn serve_conn(control: &Control, stream: TcpStream) {
         }
         w.set_deadline(Instant::now() + REQUEST_TIMEOUT);
     }
+}
+
+/// Routes one request; `None` when that panicked (a bug: logged, answered `500
+/// server.internal`, and the connection closed; the admin API and the proxy go on).
+fn answer_request(control: &Control, req: &Request) -> Option<Reply> {
+    let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(control, req)));
+    match routed {
+        Ok(mut reply) => {
+            if req.method == "HEAD" {
+                reply.head_only = true;
+            }
+            Some(reply)
+        }
+        Err(payload) => {
+            tracing::error!(
+                method = %req.method,
+                path = %req.path,
+                panic = crate::proxy::contain::panic_message(payload.as_ref()),
+                "an admin request panicked (a bug); closed that connection only"
+            );
+            None
+        }
+    }
+}
+
+fn internal_error() -> Reply {
+    Reply::error(ErrorReply::new(
+        ErrorCode::Internal,
+        "internal error; the admin request was not completed (see the server log)",
+    ))
+}
+
+/// The whole answer to one admin request given as bytes (head, then the body bytes after it;
+/// `Content-Length` or chunked framing is not re-checked): what `serve_conn` would write. For the
+/// admin fuzz target; never panics out.
+pub fn answer_bytes(control: &Control, raw: &[u8]) -> Vec<u8> {
+    let mut head = RequestHead::new();
+    let reply = match head.parse(raw, &HEAD_LIMITS) {
+        Ok(crate::http::Status::Complete(n)) => {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let req = Request {
+                method: text(head.method_bytes(raw)),
+                path: text(head.path(raw)),
+                query: head.query(raw).map(text).unwrap_or_default(),
+                authorization: head.authorization(raw).map(<[u8]>::to_vec),
+                body: raw.get(n..).unwrap_or_default().to_vec(),
+            };
+            answer_request(control, &req).unwrap_or_else(internal_error)
+        }
+        Ok(_) => Reply::error(ErrorReply::new(ErrorCode::BadHttp, "incomplete head")),
+        Err(e) => Reply::error(ErrorReply::new(ErrorCode::BadHttp, e.to_string())),
+    };
+    reply.bytes(true)
 }
 
 /// Admin request head limits: [`MAX_HEAD`] bytes in all (the target has no limit of its own)

@@ -132,9 +132,14 @@ impl Flights {
         }
     }
 
-    /// Fires `ticket` at `deadline` unless it completed before.
+    /// Fires `ticket` at `deadline` unless it completed before. When the timer thread cannot
+    /// be started (the process is out of threads), the ticket fires now: the waiter stops
+    /// waiting and routes on what is known, instead of the worker panicking.
     pub(crate) fn deadline(&self, deadline: Instant, ticket: &Arc<Ticket>) {
-        self.timer.add(deadline, Arc::downgrade(ticket));
+        if let Err(e) = self.timer.add(deadline, Arc::downgrade(ticket)) {
+            tracing::warn!(error = %e, "cannot start the fetch timer thread; not waiting for the fetch");
+            ticket.fire();
+        }
     }
 }
 
@@ -142,7 +147,7 @@ impl Flights {
 #[derive(Default)]
 struct Timer {
     shared: Arc<TimerShared>,
-    started: std::sync::OnceLock<()>,
+    started: Mutex<bool>,
 }
 
 #[derive(Default)]
@@ -154,14 +159,17 @@ struct TimerShared {
 }
 
 impl Timer {
-    fn add(&self, at: Instant, t: Weak<Ticket>) {
-        self.started.get_or_init(|| {
-            let s = self.shared.clone();
-            std::thread::Builder::new()
-                .name("slotgate-fetch-timer".into())
-                .spawn(move || timer_loop(&s))
-                .expect("spawn timer thread");
-        });
+    fn add(&self, at: Instant, t: Weak<Ticket>) -> std::io::Result<()> {
+        {
+            let mut started = self.started.lock();
+            if !*started {
+                let s = self.shared.clone();
+                std::thread::Builder::new()
+                    .name("slotgate-fetch-timer".into())
+                    .spawn(move || timer_loop(&s))?;
+                *started = true;
+            }
+        }
         let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed) as u64;
         let mut p = self.shared.pending.lock();
         let earliest = p.keys().next().is_none_or(|k| at < k.0);
@@ -169,6 +177,7 @@ impl Timer {
         if earliest {
             self.shared.cv.notify_one();
         }
+        Ok(())
     }
 }
 

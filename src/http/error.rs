@@ -31,6 +31,9 @@ pub enum ErrorCode {
     Busy,
     /// A global connection limit is reached.
     Overloaded,
+    /// A bug: the request's task panicked before any response byte was sent (the connection
+    /// is closed; every other connection goes on).
+    Internal,
     /// Admin API: the method is not allowed on this path.
     MethodNotAllowed,
     /// Admin API / front door: no such endpoint.
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::SlotLoading => "slot.loading",
             ErrorCode::Busy => "dispatch.busy",
             ErrorCode::Overloaded => "server.overloaded",
+            ErrorCode::Internal => "server.internal",
             ErrorCode::MethodNotAllowed => "request.method_not_allowed",
             ErrorCode::NotFound => "request.not_found",
             ErrorCode::InvalidRequest => "request.invalid",
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::SlotLoading | ErrorCode::Overloaded => 503,
             ErrorCode::Busy => 429,
+            ErrorCode::Internal => 500,
         }
     }
 
@@ -97,7 +102,8 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable
             | ErrorCode::UpstreamTimeout
             | ErrorCode::SlotLoading
-            | ErrorCode::Overloaded => "server_error",
+            | ErrorCode::Overloaded
+            | ErrorCode::Internal => "server_error",
         }
     }
 
@@ -111,6 +117,7 @@ impl ErrorCode {
                 | ErrorCode::BodyTooLarge
                 | ErrorCode::RequestTimeout
                 | ErrorCode::Overloaded
+                | ErrorCode::Internal
         )
     }
 
@@ -133,6 +140,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         414 => "URI Too Long",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
@@ -243,6 +251,7 @@ mod tests {
             (ErrorCode::SlotLoading, 503),
             (ErrorCode::Busy, 429),
             (ErrorCode::Overloaded, 503),
+            (ErrorCode::Internal, 500),
         ] {
             assert_eq!(c.status(), s, "{}", c.code());
         }

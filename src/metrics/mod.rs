@@ -16,7 +16,7 @@ pub use record::{Record, RouteKind, SseCounter, ACCESS_TARGET};
 pub use recorder::{Hist, Recorder, RequestLine, WorkerMetrics};
 
 use parking_lot::{Mutex, RwLock};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The process's metrics: the worker recorders and the gauges the scraper reads.
@@ -25,6 +25,7 @@ pub struct Metrics {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     driver: RwLock<&'static str>,
     draining: AtomicBool,
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +49,16 @@ impl Metrics {
     /// A drain started (`slotgate_draining 1`).
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// A panic was caught on a connection's task (`slotgate_panics_total`).
+    pub fn count_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Panics caught so far.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
     }
 
     /// Every worker's recorder merged into one.
@@ -74,6 +85,7 @@ impl Metrics {
             driver: *self.driver.read(),
             draining: self.draining.load(Ordering::Relaxed),
             connections: self.connections(),
+            panics: self.panics(),
         })
     }
 }

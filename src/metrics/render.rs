@@ -40,6 +40,7 @@ pub(crate) struct Inputs<'a> {
     pub driver: &'static str,
     pub draining: bool,
     pub connections: u64,
+    pub panics: u64,
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -165,6 +166,13 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         "1 while a graceful stop drains in-flight requests.",
     );
     series(o, "slotgate_draining", "", u8::from(i.draining));
+    header(
+        o,
+        "slotgate_panics_total",
+        "counter",
+        "Panics caught on a connection's task (a bug: that connection was closed, the rest went on).",
+    );
+    series(o, "slotgate_panics_total", "", i.panics);
 
     header(
         o,

@@ -1,6 +1,7 @@
 //! One client connection: read and frame requests (keep-alive, pipelining, `Expect`), decide,
 //! forward, relay, repeat (DESIGN.md §3).
 
+use super::contain::ConnProbe;
 use super::exchange::{self, Outcome};
 use super::stream::ClientStream;
 use super::worker::Worker;
@@ -41,6 +42,8 @@ pub struct ClientConn {
     pub peer: SocketAddr,
     /// The current request's facts for metrics and the decision log (reused per request).
     pub rec: Record,
+    /// What the panic containment wrapper knows of this connection.
+    pub probe: Rc<ConnProbe>,
 }
 
 struct ConnGuard(Rc<Worker>);
@@ -65,7 +68,7 @@ enum ReadResult {
 }
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, probe: Rc<ConnProbe>) {
     w.conns.set(w.conns.get() + 1);
     w.metrics.set_connections(w.conns.get());
     let _guard = ConnGuard(w.clone());
@@ -85,7 +88,11 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         head: RequestHead::new(),
         peer,
         rec: Record::default(),
+        probe,
     };
+    if c.stream.is_tls() {
+        c.probe.set_tls();
+    }
     tracing::trace!(%peer, worker = w.id, "connection accepted");
     if w.conns.get() > t.max_connections {
         let reply = ErrorReply::new(
@@ -94,6 +101,7 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         )
         .details(serde_json::json!({"max_connections": t.max_connections}))
         .retry_after(1);
+        c.probe.responding();
         let _ = c.stream.write_all(reply.to_response("", true)).await;
         return;
     }
@@ -113,7 +121,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 let out = reply.to_response("", close);
                 c.rec
                     .replied(reply.code.status(), Some(reply.code), out.len());
+                c.probe.responding();
                 let _ = c.stream.write_all(out).await;
+                c.probe.idle();
                 let req = RequestLine {
                     client: c.peer,
                     method: "",
@@ -133,7 +143,9 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 // The request's bytes leave the read buffer (no copy: they share its allocation)
                 // so a large body can be forwarded without copying it; pipelined bytes stay.
                 let req = c.buf.split_to(msg_len).freeze();
+                c.probe.request();
                 let outcome = exchange::handle(&w, &mut c, &req, body).await;
+                c.probe.idle();
                 finish_record(&w, &mut c, &req);
                 drop(req);
                 // With many connections on the worker, an idle keep-alive connection holds one

@@ -53,6 +53,12 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(&w.ids, c.head.request_id(buf));
     c.rec.request_id(request_id.as_str());
+    c.probe.request_id(&request_id);
+    super::contain::test_panic_point(
+        w.shared.test_panics,
+        &c.probe,
+        c.head.header(buf, b"x-slotgate-test-panic"),
+    );
 
     if !(path == "/v1" || path.starts_with("/v1/")) {
         let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
@@ -373,6 +379,7 @@ async fn reply_error(
     let out = reply.to_response(&extra, close);
     c.rec
         .replied(reply.code.status(), Some(reply.code), out.len());
+    c.probe.responding();
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || close {
         Outcome::Close
@@ -401,6 +408,7 @@ async fn reply_json(
     );
     out.extend_from_slice(body);
     c.rec.replied(status, None, out.len());
+    c.probe.responding();
     let (res, _) = c.stream.write_all(out).await;
     if res.is_err() || !keep_alive {
         Outcome::Close
@@ -534,7 +542,9 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
     c.rec.relayed(&avail[..take], &w.metrics);
     c.rec.wrote(first.len());
     let idle = Duration::from_millis(cfg.idle_ms);
+    c.probe.responding();
     let (written, _) = write_client(&mut c.stream, first, idle).await;
+    c.probe.body_panic_point();
     // Client gone (or not reading for `idle_ms`): `cancel` drops the upstream connection (never
     // pooled); `drain` reads on.
     let mut client_dead = !written;

@@ -32,6 +32,8 @@ pub async fn refuse(w: &Worker, c: &mut ClientConn, buf: &[u8], keep_alive: bool
         "www-authenticate: Bearer\r\nx-request-id: {}\r\n",
         id.as_str()
     );
+    c.probe.request_id(&id);
+    c.probe.responding();
     let (res, _) = c
         .stream
         .write_all(reply.to_response(&extra, !keep_alive))

@@ -2,6 +2,7 @@
 //! (DESIGN.md §3, §7).
 
 mod conn;
+pub mod contain;
 mod drain;
 mod exchange;
 mod forward;
@@ -37,6 +38,9 @@ pub struct Shared {
     pub id_seed: u64,
     /// Per-worker recorders, merged at scrape (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// Debug builds with `SLOTGATE_TEST_PANICS=1`: requests may ask for a panic
+    /// (`contain::test_panic_point`), so tests can prove a panic stays on its connection.
+    pub test_panics: bool,
 }
 
 impl Shared {
@@ -53,6 +57,8 @@ impl Shared {
             control,
             id_seed: t ^ (u64::from(std::process::id()) << 32),
             metrics: Arc::new(Metrics::new()),
+            test_panics: cfg!(debug_assertions)
+                && std::env::var_os("SLOTGATE_TEST_PANICS").is_some_and(|v| v == "1"),
         }
     }
 

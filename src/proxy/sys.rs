@@ -208,3 +208,19 @@ pub fn for_each_iovec<T: monoio::buf::IoVecBuf>(buf: &T, mut f: impl FnMut(&[u8]
         }
     }
 }
+
+/// Sends `bytes` on the socket `fd` at once, without waiting (`MSG_DONTWAIT | MSG_NOSIGNAL`):
+/// the last words of a connection whose task panicked. Returns whether all of it went.
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> bool {
+    // SAFETY: `bytes` is a valid slice for its length; `fd` is owned by a connection task the
+    // caller has not dropped yet, so it is open and still that connection's socket.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).is_ok_and(|n| n == bytes.len())
+}

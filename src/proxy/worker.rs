@@ -253,7 +253,9 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     let w = w.clone();
-                    monoio::spawn(super::conn::serve(w, stream, peer));
+                    let probe = super::contain::ConnProbe::new(std::os::fd::AsRawFd::as_raw_fd(&stream));
+                    let task = super::conn::serve(w.clone(), stream, peer, probe.clone());
+                    monoio::spawn(super::contain::Contained::new(w, probe, task));
                 }
                 Err(e) => {
                     // EMFILE/ENFILE and friends: back off instead of spinning, then recover.
