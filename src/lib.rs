@@ -3,6 +3,10 @@
 //! The request's path through the crate: [`http`] parses, [`routing`] decides, [`proxy`] forwards
 //! and relays, while [`control`] keeps live state and publishes routing snapshots beside it.
 
+// No `unsafe` outside the three modules that allow it, each use with a SAFETY note: `proxy::sys`
+// (socket and buffer syscalls), `control::signal` (sigwait), `control::notify` (the clock).
+#![deny(unsafe_code)]
+
 pub mod config;
 pub mod control;
 pub mod http;

@@ -1,5 +1,7 @@
 //! The `slotgate` command line (DESIGN.md §5): serve, demo, check, route, mock-backend.
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand, ValueEnum};
 use slotgate::config::Config;
 use slotgate::mock::{self, MockArgs, MockConfig};

@@ -5,6 +5,8 @@
 //! is configured (compared in constant time; if the variable it names is unset they are locked,
 //! never open); `/healthz` and `/readyz` never do, so orchestrator probes keep working.
 
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use super::wire::{Wire, WireError, MAX_HEAD};
 use super::{Control, PushError};
 use crate::config::ct_eq;

@@ -2,6 +2,8 @@
 //! datagram to `$NOTIFY_SOCKET` (a path, or an abstract socket when it starts with `@`).
 //! Without `NOTIFY_SOCKET` every call is a no-op, so the same binary runs anywhere.
 
+#![allow(unsafe_code)] // every use carries a SAFETY note
+
 use std::io;
 use std::os::unix::net::UnixDatagram;
 

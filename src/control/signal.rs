@@ -1,6 +1,8 @@
 //! Signals (DESIGN.md §6): `SIGHUP` -> reload, `SIGTERM`/`SIGINT` -> graceful drain. The handlers
 //! only set flags; the control supervisor and the main thread poll them outside signal context.
 
+#![allow(unsafe_code)] // every use carries a SAFETY note
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static HUP: AtomicBool = AtomicBool::new(false);

@@ -7,6 +7,8 @@
 //! Everything here runs on control threads with std sockets, never on workers. Every read is
 //! bounded by one absolute deadline so a peer that stalls cannot hold a thread past it.
 
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 use crate::http::{BodyFraming, ChunkedDecoder};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -146,13 +148,18 @@ impl Wire {
         }
     }
 
+    /// The buffered bytes not consumed yet.
+    fn unread(&self) -> &[u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
     /// Writes all of `bytes` before the deadline.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         let mut off = 0;
         while off < bytes.len() {
             let left = self.remaining()?;
             self.stream.tcp().set_write_timeout(Some(left))?;
-            match self.stream.write(&bytes[off..]) {
+            match self.stream.write(bytes.get(off..).unwrap_or_default()) {
                 Ok(0) => return Err(WireError::Closed),
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -174,7 +181,8 @@ impl Wire {
         loop {
             match self.stream.read(&mut chunk) {
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.buf
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default());
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -187,9 +195,9 @@ impl Wire {
     /// line); `Ok(None)` when the peer closed before sending anything.
     pub fn read_head(&mut self) -> Result<Option<Vec<u8>>, WireError> {
         loop {
-            let unread = &self.buf[self.pos..];
+            let unread = self.unread();
             if let Some(i) = memchr::memmem::find(unread, b"\r\n\r\n") {
-                let head = unread[..i + 4].to_vec();
+                let head = unread.get(..i + 4).unwrap_or(unread).to_vec();
                 self.pos += i + 4;
                 return Ok(Some(head));
             }
@@ -213,7 +221,7 @@ impl Wire {
                 return Err(WireError::Closed);
             }
             let take = n.min(self.buf.len() - self.pos);
-            out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+            out.extend_from_slice(self.unread().get(..take).unwrap_or_default());
             self.pos += take;
             n -= take;
         }
@@ -235,7 +243,7 @@ impl Wire {
                 let mut chunked = ChunkedDecoder::new();
                 loop {
                     let progress = chunked
-                        .decode(&self.buf[self.pos..], |data| out.extend_from_slice(data))
+                        .decode(self.unread(), |data| out.extend_from_slice(data))
                         .map_err(|e| WireError::Bad(e.to_string()))?;
                     self.pos += progress.consumed;
                     if out.len() > max {
@@ -251,7 +259,7 @@ impl Wire {
             }
             BodyFraming::Close => loop {
                 if self.pos < self.buf.len() {
-                    out.extend_from_slice(&self.buf[self.pos..]);
+                    out.extend_from_slice(self.unread());
                     self.pos = self.buf.len();
                 }
                 if out.len() > max {

@@ -159,8 +159,7 @@ impl ChunkedDecoder {
         on_data: &mut impl FnMut(&'a [u8]),
     ) -> Result<Progress, ChunkedError> {
         let mut i = 0;
-        while i < input.len() {
-            let b = input[i];
+        while let Some(&b) = input.get(i) {
             match self.state {
                 State::Failed(e) => return Err(e),
                 State::Done => {
@@ -172,7 +171,7 @@ impl ChunkedDecoder {
                 State::Data => {
                     let take =
                         (input.len() - i).min(self.remaining.min(usize::MAX as u64) as usize);
-                    on_data(&input[i..i + take]);
+                    on_data(input.get(i..i + take).unwrap_or_default());
                     self.payload += take as u64;
                     self.remaining -= take as u64;
                     i += take;
@@ -316,6 +315,8 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Appends one chunk (`{len:x}\r\n{data}\r\n`) to `out`; an empty `data` writes nothing (an
 /// empty chunk would end the message). Used by writers of chunked bodies (mock, admin).
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
@@ -325,10 +326,12 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
     let mut i = hex.len();
     while n > 0 || i == hex.len() {
         i -= 1;
-        hex[i] = b"0123456789abcdef"[n & 0xf];
+        if let Some(d) = hex.get_mut(i) {
+            *d = HEX_DIGITS.get(n & 0xf).copied().unwrap_or(b'0');
+        }
         n >>= 4;
     }
-    out.extend_from_slice(&hex[i..]);
+    out.extend_from_slice(hex.get(i..).unwrap_or_default());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
@@ -338,6 +341,7 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

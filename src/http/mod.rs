@@ -1,5 +1,7 @@
 //! HTTP/1.1 framing over httparse, and the error envelope (DESIGN.md §4).
 
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 pub mod chunked;
 pub mod error;
 pub mod headers;

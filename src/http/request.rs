@@ -253,7 +253,7 @@ impl RequestHead {
         let res = httparse::ParserConfig::default().parse_request_with_uninit_headers(
             &mut req,
             buf,
-            &mut storage[..n_headers],
+            storage.get_mut(..n_headers).unwrap_or_default(),
         );
         let head_len = match res {
             Ok(httparse::Status::Complete(n)) => n,
@@ -290,7 +290,7 @@ impl RequestHead {
         if head_len > limits.max_header_bytes {
             return Err(RequestError::HeadTooLarge);
         }
-        let head = &buf[..head_len];
+        let head = buf.get(..head_len).unwrap_or(buf);
         if has_bare_lf(head) {
             return Err(RequestError::BareLf);
         }
@@ -300,10 +300,10 @@ impl RequestHead {
         self.method_span = Span::of(buf, method);
         let target = target.as_bytes();
         self.target = Span::of(buf, target);
-        match memchr::memchr(b'?', target) {
-            Some(q) => {
-                self.path = Span::of(buf, &target[..q]);
-                self.query = Some(Span::of(buf, &target[q + 1..]));
+        match memchr::memchr(b'?', target).and_then(|q| target.split_at_checked(q)) {
+            Some((path, query)) => {
+                self.path = Span::of(buf, path);
+                self.query = Some(Span::of(buf, query.get(1..).unwrap_or_default()));
             }
             None => {
                 self.path = self.target;
@@ -444,7 +444,8 @@ impl RequestHead {
     }
 
     fn indexed<'b>(&self, buf: &'b [u8], idx: Option<u16>) -> Option<&'b [u8]> {
-        idx.map(|i| self.headers[i as usize].value(buf))
+        idx.and_then(|i| self.headers.get(i as usize))
+            .map(|h| h.value(buf))
     }
 
     /// `Content-Type`, if present.
@@ -474,6 +475,7 @@ impl RequestHead {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

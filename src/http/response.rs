@@ -104,7 +104,7 @@ impl ResponseHead {
         if head_len > max_head_bytes {
             return Err(ResponseError::HeadTooLarge);
         }
-        if has_bare_lf(&buf[..head_len]) {
+        if has_bare_lf(buf.get(..head_len).unwrap_or(buf)) {
             return Err(ResponseError::BareLf);
         }
         self.status = resp.code.unwrap_or(0);
@@ -202,6 +202,7 @@ impl ResponseHead {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

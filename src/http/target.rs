@@ -24,6 +24,7 @@ pub fn decode_query_value(s: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

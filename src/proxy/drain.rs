@@ -67,6 +67,7 @@ impl Drop for Wait<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

@@ -91,7 +91,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
     }
 
     let body_bytes: &[u8] = match &body {
-        Body::InBuf(r) => &buf[r.clone()],
+        Body::InBuf(r) => buf.get(r.clone()).unwrap_or_default(),
         Body::Owned(v) => v,
     };
     let ct = c
@@ -524,7 +524,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
     drop(head);
 
     let mut body = BodyState::new(framing, dechunk);
-    let avail = &rbuf[head_len..filled];
+    let avail = rbuf.get(head_len..filled).unwrap_or_default();
     let (take, done) = match body.feed(avail, Some(&mut first)) {
         Ok(x) => x,
         Err(_) => {
@@ -539,7 +539,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
         }
     };
     let extra_after = take < avail.len();
-    c.rec.relayed(&avail[..take], &w.metrics);
+    c.rec
+        .relayed(avail.get(..take).unwrap_or(avail), &w.metrics);
     c.rec.wrote(first.len());
     let idle = Duration::from_millis(cfg.idle_ms);
     c.probe.responding();
@@ -615,14 +616,16 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
             Ok(n) => n,
         };
         scratch.clear();
-        let (take, done) = match body.feed(&rbuf[..n], dechunk.then_some(&mut scratch)) {
+        let got = rbuf.get(..n).unwrap_or_default();
+        let (take, done) = match body.feed(got, dechunk.then_some(&mut scratch)) {
             Ok(x) => x,
             Err(_) => {
                 c.rec.cut();
                 return Outcome::Close;
             }
         };
-        c.rec.relayed(&rbuf[..take], &w.metrics);
+        c.rec
+            .relayed(rbuf.get(..take).unwrap_or_default(), &w.metrics);
         if !client_dead {
             c.rec.wrote(if dechunk { scratch.len() } else { take });
             let written = if dechunk {
@@ -743,7 +746,7 @@ impl BodyState {
             }
         };
         if let Some(out) = out {
-            out.extend_from_slice(&input[..take]);
+            out.extend_from_slice(input.get(..take).unwrap_or(input));
         }
         Ok((take, done))
     }
@@ -861,7 +864,11 @@ async fn send_and_wait_head(
             Ok(n) => filled += n,
         }
         loop {
-            match head.parse(&rbuf[..filled], ctx.head_request, max_head) {
+            match head.parse(
+                rbuf.get(..filled).unwrap_or_default(),
+                ctx.head_request,
+                max_head,
+            ) {
                 Ok(Status::Complete(n)) => {
                     if head.is_informational() && head.status() != 101 {
                         // 1xx: not relayed (the client's own `Expect` was answered locally).

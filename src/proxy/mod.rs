@@ -1,6 +1,8 @@
 //! The data plane: workers, client connections, upstream pool and response relay
 //! (DESIGN.md §3, §7).
 
+#![deny(clippy::string_slice, clippy::indexing_slicing)]
+
 mod conn;
 pub mod contain;
 mod drain;

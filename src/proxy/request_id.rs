@@ -134,6 +134,7 @@ impl RequestId {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
 

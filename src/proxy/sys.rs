@@ -2,6 +2,8 @@
 //! for a read-side watcher, and a cancellable non-blocking connect. All `unsafe` of the data plane
 //! lives here.
 
+#![allow(unsafe_code)] // every use carries a SAFETY note
+
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};

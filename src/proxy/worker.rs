@@ -148,11 +148,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
     for id in 0..n {
         let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();
-        let cpu = if cpus.is_empty() {
-            None
-        } else {
-            Some(cpus[id % cpus.len()])
-        };
+        let cpu = cpus.get(id.checked_rem(cpus.len()).unwrap_or(0)).copied();
         let want = bound;
         let h = std::thread::Builder::new()
             .name(format!("slotgate-w{id}"))
