@@ -1053,3 +1053,38 @@ fn a_panic_closes_only_its_own_connection() {
             .join("\n")
     );
 }
+
+/// `serve` on a non-loopback address with no front-door keys does not start (nothing is bound:
+/// the refusal comes from the config), and says how to fix it; `check` agrees, and accepts the
+/// same file once it says `[auth] allow_unauthenticated = true`.
+#[test]
+fn an_open_non_loopback_front_door_is_refused_unless_meant() {
+    let ups = remote("up", "http://127.0.0.1:9/v1", &["m"], "");
+    let open = format!("[listen]\naddr = \"0.0.0.0:0\"\nadmin = \"\"\n\n{ups}");
+    let f = TempFile::new("open.toml", &open);
+    for cmd in ["serve", "check"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+            .args([cmd, "--config"])
+            .arg(&f.0)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} accepted an open 0.0.0.0 door");
+        assert!(
+            err.contains("listen.addr") && err.contains("allow_unauthenticated"),
+            "{cmd}: {err}"
+        );
+    }
+    let meant = format!("{open}\n[auth]\nallow_unauthenticated = true\n");
+    let f = TempFile::new("meant.toml", &meant);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["check", "--config"])
+        .arg(&f.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -511,6 +511,9 @@ pub struct FrontAuth {
     pub keys_file: Option<PathBuf>,
     /// Environment variable with one or more comma-separated keys.
     pub keys_env: Option<String>,
+    /// Serve a non-loopback front door without keys (refused otherwise).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 /// IO driver choice.

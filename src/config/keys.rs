@@ -144,6 +144,7 @@ mod tests {
         let auth = FrontAuth {
             keys_file: Some(f.clone()),
             keys_env: Some("SLOTGATE_TEST_KEYS_ENV".into()),
+            allow_unauthenticated: false,
         };
         let k = FrontKeys::load(&auth, None).unwrap();
         assert_eq!(k.len(), 4);
@@ -155,6 +156,7 @@ mod tests {
         let only_file = FrontAuth {
             keys_file: Some(f.clone()),
             keys_env: None,
+            allow_unauthenticated: false,
         };
         assert!(FrontKeys::load(&only_file, None).is_err());
         std::fs::remove_file(&f).unwrap();
@@ -165,6 +167,7 @@ mod tests {
         let missing = FrontAuth {
             keys_file: None,
             keys_env: Some("SLOTGATE_TEST_KEYS_UNSET_VAR".into()),
+            allow_unauthenticated: false,
         };
         assert_eq!(
             FrontKeys::load(&missing, None).unwrap_err().0,

@@ -60,7 +60,12 @@ impl Config {
         };
         let mut cfg = validate::validate(raw, tuning)?;
         cfg.tuning_source = tuning_source;
-        if let Some(a) = &cfg.auth {
+        // `[auth] allow_unauthenticated = true` alone names no keys: the door is open.
+        if let Some(a) = cfg
+            .auth
+            .as_ref()
+            .filter(|a| a.keys_file.is_some() || a.keys_env.is_some())
+        {
             let keys = FrontKeys::load(a, base_dir).map_err(|(k, m)| ConfigError::single(k, m))?;
             cfg.front_keys = Some(std::sync::Arc::new(keys));
         }

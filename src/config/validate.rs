@@ -115,6 +115,13 @@ fn tuning_problems(c: &mut Collector, t: &Tuning) {
 }
 
 /// Validates a parsed file with its resolved tuning; on success the [`Config`] is usable.
+/// Whether a listen address is reachable beyond this host (not `127.0.0.0/8` or `::1`). An
+/// address that does not parse is reported by `check_addr` instead.
+fn is_exposed_addr(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| !a.ip().is_loopback())
+}
+
 pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> {
     let mut c = Collector(Vec::new());
     check_addr(&mut c, "listen.addr", &raw.listen.addr);
@@ -293,10 +300,27 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         );
     }
 
-    if let Some(a) = &raw.auth {
-        if a.keys_file.is_none() && a.keys_env.is_none() {
-            c.push("auth", "give keys_file or keys_env (or remove [auth])");
+    let open_door = match &raw.auth {
+        Some(a) if a.keys_file.is_none() && a.keys_env.is_none() => {
+            if !a.allow_unauthenticated {
+                c.push("auth", "give keys_file or keys_env (or remove [auth])");
+            }
+            true
         }
+        Some(_) => false,
+        None => true,
+    };
+    let unauthenticated_ok = raw.auth.as_ref().is_some_and(|a| a.allow_unauthenticated);
+    if open_door && !unauthenticated_ok && is_exposed_addr(&raw.listen.addr) {
+        c.push(
+            "listen.addr",
+            format!(
+                "{} is not a loopback address and the front door has no keys: anyone who can \
+                 reach it could use every model behind it; set [auth] keys_file or keys_env, \
+                 or [auth] allow_unauthenticated = true to serve it open on purpose",
+                raw.listen.addr
+            ),
+        );
     }
 
     if !c.0.is_empty() {
@@ -318,6 +342,35 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::super::Config;
+
+    #[test]
+    fn an_open_front_door_beyond_loopback_needs_keys_or_a_decision() {
+        let up = "[[upstream]]\nname = \"u\"\nkind = \"remote\"\nurl = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n";
+        let with = |addr: &str, auth: &str| {
+            Config::from_toml_str(&format!("[listen]\naddr = \"{addr}\"\n{auth}\n{up}"), None)
+        };
+        for addr in ["0.0.0.0:8080", "[::]:8080", "192.168.1.5:8080"] {
+            let e = with(addr, "").unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{addr}: {e}");
+            assert_eq!(e.problems[0].key, "listen.addr");
+            assert!(
+                e.problems[0].message.contains("allow_unauthenticated"),
+                "{e}"
+            );
+            with(addr, "[auth]\nallow_unauthenticated = true\n").expect(addr);
+            std::env::set_var("SLOTGATE_TEST_OPEN_DOOR_KEYS", "k1");
+            with(
+                addr,
+                "[auth]\nkeys_env = \"SLOTGATE_TEST_OPEN_DOOR_KEYS\"\n",
+            )
+            .expect(addr);
+        }
+        for addr in ["127.0.0.1:8080", "127.0.0.2:0", "[::1]:8080"] {
+            with(addr, "").expect(addr);
+        }
+        let e = with("0.0.0.0:1", "[auth]\n").unwrap_err();
+        assert!(e.to_string().contains("keys_file"), "{e}");
+    }
 
     #[test]
     fn refuses_every_problem_at_once() {
