@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")"
 mins=${1:?usage: run.sh <minutes> [target...]}
 shift
-targets=${*:-"request_head response_head facts_remap config_parse"}
+targets=${*:-"front_door admin_api request_head response_head facts_remap config_parse"}
 tc=""
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc="+nightly"; else export RUSTC_BOOTSTRAP=1; fi
 for t in $targets; do

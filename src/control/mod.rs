@@ -33,7 +33,8 @@ mod wire;
 
 pub use admin::spawn_admin;
 pub use catalog::{
-    model_json, model_json_with, models_list_json, models_list_json_with, CatalogMemo, ModelStatus,
+    model_json, model_json_with, models_list_json, models_list_json_with, CatalogMemo, LoadOf,
+    ModelStatus,
 };
 pub use counters::{InflightGuard, UpstreamCounters};
 pub use flight::ModelsFetch;

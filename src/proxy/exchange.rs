@@ -3,6 +3,7 @@
 
 use super::conn::{client_gone, Body, ClientConn};
 use super::forward;
+use super::front::{self, Desk};
 use super::pool;
 use super::stream::UpstreamStream;
 use super::worker::Worker;
@@ -10,7 +11,6 @@ use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
 use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
-use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{
     dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot,
     SnapshotRef, Step, UpstreamEntry,
@@ -43,14 +43,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         return super::front_auth::refuse(w, c, req, client_keep_alive).await;
     }
 
-    // Facts. The head's bytes are ASCII tokens (httparse), so the path is valid UTF-8.
     let buf = &req[..];
-    let method = std::str::from_utf8(c.head.method_bytes(buf)).unwrap_or("");
-    let path = std::str::from_utf8(c.head.path(buf)).unwrap_or("");
-    let query = c
-        .head
-        .query(buf)
-        .map(|q| std::str::from_utf8(q).unwrap_or(""));
     let request_id = forward::RequestId::of(&w.ids, c.head.request_id(buf));
     c.rec.request_id(request_id.as_str());
     c.probe.request_id(&request_id);
@@ -60,58 +53,17 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         c.head.header(buf, b"x-slotgate-test-panic"),
     );
 
-    if !(path == "/v1" || path.starts_with("/v1/")) {
-        let reply = ErrorReply::new(ErrorCode::NotFound, format!("no endpoint at {path}"))
-            .details(serde_json::json!({"path": path}));
-        return reply_error(c, &reply, &request_id, client_keep_alive).await;
-    }
-
-    // The model list answers from the snapshot, never by calling upstreams (DESIGN.md §3b).
-    if c.head.method() == crate::http::Method::Get {
-        if path == "/v1/models" {
-            let load = |n: &str| w.shared.control.load_json(n);
-            let body = crate::control::models_list_json_with(&snap, &load);
-            return reply_json(c, 200, &body, &request_id, client_keep_alive).await;
-        }
-        if let Some(id) = path.strip_prefix("/v1/models/") {
-            let id = crate::http::target::decode_segment(id.as_bytes());
-            let load = |n: &str| w.shared.control.load_json(n);
-            return match crate::control::model_json_with(&snap, &id, &load) {
-                Some(body) => reply_json(c, 200, &body, &request_id, client_keep_alive).await,
-                None => {
-                    let reply = ErrorReply::new(
-                        ErrorCode::NoRoute,
-                        format!("no upstream serves model '{id}'"),
-                    )
-                    .details(serde_json::json!({"model": id, "path": path}));
-                    reply_error(c, &reply, &request_id, client_keep_alive).await
-                }
-            };
-        }
-    }
-
     let body_bytes: &[u8] = match &body {
         Body::InBuf(r) => buf.get(r.clone()).unwrap_or_default(),
         Body::Owned(v) => v,
     };
-    let ct = c
-        .head
-        .content_type(buf)
-        .and_then(|v| std::str::from_utf8(v).ok());
-    let bf: BodyFacts<'_> = match facts::extract(body_bytes, ct) {
-        Ok(f) => f,
-        Err(e) => {
-            let reply = ErrorReply::new(ErrorCode::InvalidJson, e.to_string());
-            return reply_error(c, &reply, &request_id, client_keep_alive).await;
-        }
+    let load = |n: &str| w.shared.control.load_json(n);
+    let bf = match front::examine(&snap, &c.head, buf, body_bytes, &load) {
+        Desk::Route(bf) => bf,
+        Desk::Json(body) => return reply_json(c, 200, &body, &request_id, client_keep_alive).await,
+        Desk::Error(reply) => return reply_error(c, &reply, &request_id, client_keep_alive).await,
     };
-    let rf = RequestFacts {
-        method,
-        path,
-        query,
-        model: bf.model(),
-        stream: bf.stream,
-    };
+    let rf = front::request_facts(&c.head, buf, &bf);
     c.rec.model(rf.model_id());
 
     // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
@@ -235,39 +187,15 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
 
     // The outgoing request: head plus the body, byte for byte unless the model must change. A
     // small body joins the head (one write); a large one is sent from the client's own bytes.
-    let remapped = match (&decision.remap, bf.span) {
-        (Some(new_model), Some(span)) => Some(facts::remap_segments(body_bytes, span, new_model)),
-        _ => None,
+    let (head, body_apart) =
+        front::outgoing(&c.head, buf, &decision, entry, &bf, body_bytes, &request_id);
+    let out = Outgoing {
+        head,
+        body: body_apart.then(|| match body {
+            Body::InBuf(r) => req.slice(r),
+            Body::Owned(v) => Bytes::from(v),
+        }),
     };
-    let body_len = remapped.as_ref().map_or(body_bytes.len(), |r| r.len());
-    let zero_copy = remapped.is_none() && body_len > INLINE_BODY;
-    let mut out = Outgoing {
-        head: Vec::with_capacity(512 + if zero_copy { 0 } else { body_len }),
-        body: None,
-    };
-    forward::request_head(
-        &mut out.head,
-        &c.head,
-        buf,
-        &decision.path,
-        entry,
-        body_len,
-        &request_id,
-    );
-    match &remapped {
-        Some(r) => {
-            out.head.extend_from_slice(r.head);
-            out.head.extend_from_slice(&r.value);
-            out.head.extend_from_slice(r.tail);
-        }
-        None if zero_copy => {
-            out.body = Some(match body {
-                Body::InBuf(r) => req.slice(r),
-                Body::Owned(v) => Bytes::from(v),
-            });
-        }
-        None => out.head.extend_from_slice(body_bytes),
-    }
     let ctx = RelayCtx {
         upstream_id: decision.upstream,
         crumb: decision.breadcrumb,
@@ -753,10 +681,6 @@ impl BodyState {
 }
 
 type SendErr = (Failure, Outgoing, Vec<u8>);
-
-/// A body above this many bytes is sent from the client's own bytes (one more write) instead of
-/// being copied behind the head (a copy, and for large bodies a fresh allocation every request).
-const INLINE_BODY: usize = 16 * 1024;
 
 /// The request as it goes upstream: the head (followed by the body when it is small or was
 /// rewritten), then a large body as the client sent it.

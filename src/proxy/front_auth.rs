@@ -14,10 +14,7 @@ use monoio::io::AsyncWriteRentExt;
 /// next request.
 #[inline]
 pub fn allowed(snap: &Snapshot, c: &ClientConn, buf: &[u8]) -> bool {
-    match &snap.config.front_keys {
-        None => true,
-        Some(keys) => keys.accepts_request(c.head.authorization(buf), c.head.x_api_key(buf)),
-    }
+    super::front::key_accepted(snap, &c.head, buf)
 }
 
 /// Answers `401 auth.unauthorized` with `WWW-Authenticate: Bearer`. The request was framed

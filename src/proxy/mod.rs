@@ -8,6 +8,7 @@ pub mod contain;
 mod drain;
 mod exchange;
 mod forward;
+pub mod front;
 mod front_auth;
 pub mod pool;
 pub mod port;
@@ -17,6 +18,7 @@ pub(crate) mod sys;
 mod tls_stream;
 pub mod worker;
 
+pub use exchange::loading_reply;
 pub use worker::{spawn_workers, Driver, Workers};
 
 use crate::config::Tuning;
