@@ -613,3 +613,52 @@ fn worker_side_calls() {
     rt.block_on(c.fetch_models(&["or".to_string()], Duration::from_secs(5)));
     assert_eq!(models_of(&c.snapshot(), "or"), ["r1"]);
 }
+
+/// Reloads from several threads at once (admin connections, SIGHUP) are applied one at a time:
+/// whichever lands last, every upstream of the published config has its counters (and with
+/// them its `max_inflight` gate).
+#[test]
+fn concurrent_reloads_never_lose_an_upstreams_counters() {
+    let c = Control::with_config(config(&upstream(
+        "base",
+        "remote",
+        "http://127.0.0.1:9/v1",
+        "models = [\"m\"]",
+    )));
+    for round in 0..100 {
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let text = format!(
+                        "{}{}",
+                        upstream(
+                            "base",
+                            "remote",
+                            "http://127.0.0.1:9/v1",
+                            "models = [\"m\"]"
+                        ),
+                        upstream(
+                            &format!("u{round}-{i}"),
+                            "remote",
+                            "http://127.0.0.1:9/v1",
+                            "models = [\"m2\"]\nmax_inflight = 2"
+                        )
+                    );
+                    c.apply_config(config(&text));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let snap = c.snapshot();
+        for u in &snap.config.upstreams {
+            assert!(
+                c.counters(&u.name).is_some(),
+                "round {round}: upstream {} of the published config has no counters",
+                u.name
+            );
+        }
+    }
+}

@@ -127,6 +127,9 @@ pub struct Control {
     wakes: Mutex<HashMap<String, Instant>>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
+    /// Serialises reloads (admin threads, the SIGHUP supervisor, `apply_config` callers): each
+    /// reads, merges and stores the counters map and the live state as one step.
+    reloading: Mutex<()>,
     me: Weak<Control>,
 }
 
@@ -203,6 +206,7 @@ impl Control {
             wakes: Mutex::new(HashMap::new()),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            reloading: Mutex::new(()),
             me: me.clone(),
         });
         c.apply_limits(&c.config());
@@ -606,6 +610,7 @@ impl Control {
     /// returned and the running snapshot stays untouched. Returns the published epoch.
     /// Tells systemd (`RELOADING=1` ... `READY=1`) and counts the outcome.
     pub fn reload(&self) -> Result<u64, ConfigError> {
+        let _one_at_a_time = self.reloading.lock();
         notify::reloading();
         let r = self.reload_file();
         self.reloads[usize::from(r.is_err())].fetch_add(1, Ordering::Relaxed);
@@ -636,13 +641,19 @@ impl Control {
                 cfg.listen.tls_key.as_deref(),
             )
             .map_err(|(k, m)| ConfigError::single(k, m))?;
-        Ok(self.apply_config(cfg))
+        Ok(self.apply_config_serialised(cfg))
     }
 
     /// Installs a validated config: unchanged upstreams (same name, kind and url) keep their
     /// probe state, model cache, pushed state and counters; new ones start fresh (and probing);
     /// removed ones stop. Returns the published epoch.
     pub fn apply_config(&self, cfg: Config) -> u64 {
+        let _one_at_a_time = self.reloading.lock();
+        self.apply_config_serialised(cfg)
+    }
+
+    /// [`Self::apply_config`] with `reloading` held by the caller.
+    fn apply_config_serialised(&self, cfg: Config) -> u64 {
         let cfg = Arc::new(cfg);
         // CA files are read again from this config on (the workers rebuild theirs per config).
         client::forget_tls_configs();
