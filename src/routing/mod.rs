@@ -4,6 +4,7 @@
 //! config and live state and publishes them; workers read them lock-free, extract
 //! [`BodyFacts`] from the body and call [`dispatch`].
 #![forbid(unsafe_code)]
+#![deny(clippy::string_slice)]
 #![warn(missing_docs)]
 
 pub mod dispatch;
