@@ -16,24 +16,9 @@ start_mock "$MOCK_PORT"
 write_config "$DIR/slotgate.toml" "$PORT" "$MOCK_PORT" "${CORES:-1}"
 write_post_lua "$DIR/post.lua" '{"messages":[{"role":"user","content":"hello"}],"model":"m1"}'
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 wait_port "$MOCK_PORT"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-run() { # $1 = binary; prints "req/s cpu-us-per-request"
-  taskset -c 0 "$1" serve --config "$DIR/slotgate.toml" 2>>"$DIR/log.txt" &
-  local pid=$!
-  wait_port "$PORT"
-  taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$DIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null
-  local t0; t0=$(cpu_ticks "$pid")
-  taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$PORT/v1/chat/completions" >"$DIR/wrk.txt"
-  local t1; t1=$(cpu_ticks "$pid")
-  kill -TERM "$pid"; wait "$pid" || true
-  local rps n
-  rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk.txt")
-  n=$(awk '/requests in/ {print $1}' "$DIR/wrk.txt")
-  echo "$rps $(echo "($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $n" | bc -l | cut -c1-6)"
-}
+export PIN_PROXY=${PIN_PROXY:-taskset -c 0} PIN_LOAD=${PIN_LOAD:-taskset -c 1}
+run() { measured_run "$1"; } # $1 = binary
 
 ra=(); rb=(); ca=(); cb=()
 for r in $(seq "$ROUNDS"); do
@@ -42,7 +27,6 @@ for r in $(seq "$ROUNDS"); do
   echo "round $r: A ${x} req/s (${cx} cpu-us/req), B ${y} req/s (${cy} cpu-us/req)"
   ra+=("$x"); rb+=("$y"); ca+=("$cx"); cb+=("$cy")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "A = $A"
 echo "B = $B"
 echo "median req/s: A $(median "${ra[@]}"), B $(median "${rb[@]}")"

@@ -46,7 +46,7 @@ fn openai_python_sdk() {
         })
     }));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/openai_client.py");
-    let out = Command::new("python3")
+    let out = Command::new(support::python())
         .arg(script)
         .arg(format!("http://{}/v1", gate.addr))
         // Addressing the loading slot by name (dispatch step 4) reaches its readiness gate.

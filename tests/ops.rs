@@ -9,7 +9,7 @@ use serde_json::Value;
 use slotgate::mock::{self, MockConfig, MockHandle};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -47,7 +47,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
         out["samples"].append([s.name, s.labels, s.value])
 print(json.dumps(out))
 "#;
-        let mut child = Command::new("python3")
+        let mut child = Command::new(support::python())
             .args(["-c", SCRIPT])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -267,15 +267,6 @@ fn a_client_leaving_mid_stream_is_counted() {
     );
     assert_eq!(s, 1.0);
     assert!(p.value("slotgate_sse_events_total", &[]) >= 2.0);
-}
-
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct TempFile(PathBuf);

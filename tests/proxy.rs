@@ -803,19 +803,7 @@ fn unauthenticated_body_is_not_read() {
     );
 }
 
-fn is_uuid_v7(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                *c == b'-'
-            } else {
-                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
-            }
-        })
-        && b[14] == b'7'
-        && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-}
+use slotgate::proxy::request_id::is_uuid_v7;
 
 /// Generated request ids are UUIDv7 (real servers reject other shapes), a client's id goes
 /// upstream as given, and `send_request_id = false` keeps it from one upstream while the client

@@ -133,24 +133,25 @@ impl RequestId {
     }
 }
 
+/// Whether `s` is a lowercase UUIDv7 in its 8-4-4-4-12 text form.
+pub fn is_uuid_v7(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == UUID_LEN
+        && b.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == b'-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }
+        })
+        && b.get(14) == Some(&b'7')
+        && matches!(b.get(19), Some(b'8' | b'9' | b'a' | b'b'))
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
-
-    fn is_uuid_v7(s: &str) -> bool {
-        let b = s.as_bytes();
-        b.len() == UUID_LEN
-            && b.iter().enumerate().all(|(i, c)| {
-                if matches!(i, 8 | 13 | 18 | 23) {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
-                }
-            })
-            && b[14] == b'7'
-            && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-    }
 
     #[test]
     fn generated_ids_are_uuid_v7_with_the_time_in_front() {

@@ -401,3 +401,27 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The Python the tests drive real clients and servers with: `$SLOTGATE_PYTHON`, else the
+/// virtual environment `.ci/run` creates (`~/.cache/slotgate-ci-venv`), else `python3`.
+pub fn python() -> String {
+    if let Some(p) = std::env::var_os("SLOTGATE_PYTHON") {
+        return p.to_string_lossy().into_owned();
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let venv = std::path::Path::new(&home).join(".cache/slotgate-ci-venv/bin/python");
+        if venv.exists() {
+            return venv.to_string_lossy().into_owned();
+        }
+    }
+    "python3".into()
+}
+
+/// A free loopback port (bound, then released for a child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
