@@ -167,7 +167,8 @@ pub fn front_door(data: &[u8]) -> Vec<u8> {
             Step::Decided(Ok(decision)) => {
                 let entry = snap.upstream(decision.upstream);
                 if !entry.state().is_ready() {
-                    let reply = crate::proxy::loading_reply(snap, entry, rf.model_id());
+                    let reply =
+                        crate::proxy::loading_reply(snap, entry, rf.id(&snap.config.routing));
                     return reply.to_response(&id_line, true);
                 }
                 let (mut out, apart) =

@@ -863,3 +863,183 @@ fn request_ids_are_uuids_client_ids_pass_and_one_upstream_can_opt_out() {
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].header("x-request-id"), None, "send_request_id = false");
 }
+
+/// A scripted model server: `/v1/models` lists `ids`, anything else gets `{"ok":1}`.
+fn lists(ids: &'static [&'static str]) -> Scripted {
+    Scripted::start(move |seen| {
+        if seen.request_line().contains("/models") {
+            let data: Vec<Value> = ids
+                .iter()
+                .map(|id| serde_json::json!({"id": id, "object": "model"}))
+                .collect();
+            let list = serde_json::json!({"object": "list", "data": data}).to_string();
+            vec![Piece::Bytes(json_response(&list))]
+        } else {
+            vec![Piece::Bytes(json_response(r#"{"ok":1}"#))]
+        }
+    })
+}
+
+fn last_body(up: &Scripted) -> (String, Vec<u8>) {
+    let seen = up.seen();
+    let s = seen
+        .iter()
+        .rev()
+        .find(|s| !s.request_line().contains("/models"))
+        .expect("a forwarded request");
+    (s.request_line().to_string(), s.body.clone())
+}
+
+/// Issue 15, items 1-3 over real sockets: a body without `model` is routed by its path default
+/// at every step (container, registry), and forwarded untouched unless a binding remaps it; a
+/// hint (`name:tag`, `embed`) whose candidate is missing is a 404 naming it, never the anchor's
+/// model; `503 slot.loading` always carries `phase`, `requested_model` and `upstream`, merged
+/// with what the control plane pushed.
+#[test]
+fn path_defaults_hints_and_loading_progress_follow_the_contract() {
+    let e5 = lists(&["embed"]);
+    let gpu = lists(&["bge-m3"]);
+    let cfg = format!(
+        "{}[[upstream]]\nname = \"gpu\"\nkind = \"slot\"\nurl = \"{}\"\nprobe_interval_ms = 100\n\
+         models_refresh_ms = 200\n\n[routing]\ndefault_slot = \"gpu\"\n\n[registry]\n\"rerank\" = \"gpu\"\n",
+        container("e5", &e5.url()),
+        gpu.url()
+    );
+    let gate = start_gate(&cfg, "");
+    wait_ready(&gate, "e5", "embed");
+    wait_ready(&gate, "gpu", "bge-m3");
+
+    // Step 0 on the path default: the container advertising `embed` wins; the body is untouched.
+    let r = post_json(gate.addr, "/v1/embeddings", r#"{"input":"x"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-slotgate-route"), Some("container:e5"));
+    let (line, body) = last_body(&e5);
+    assert!(line.starts_with("POST /v1/embeddings "), "{line}");
+    assert_eq!(body, br#"{"input":"x"}"#);
+
+    // Step 1 on the path default: the binding `rerank -> gpu`, slot as truth adds the model.
+    let r = post_json(
+        gate.addr,
+        "/v1/rerank",
+        r#"{"query":"q","documents":["a"]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-slotgate-route"), Some("registry"));
+    let (_, body) = last_body(&gpu);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        r#"{"query":"q","documents":["a"],"model":"bge-m3"}"#
+    );
+
+    // 404s name the missing candidate and the id used; never the anchor's model.
+    for (path, body, model, candidate) in [
+        ("/v1/audio/speech", r#"{"input":"x"}"#, "tts", "tts"),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"qwen3:0.6b"}"#,
+            "qwen3:0.6b",
+            "npu",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"nomic-embed-text"}"#,
+            "nomic-embed-text",
+            "embed",
+        ),
+    ] {
+        let r = post_json(gate.addr, path, body);
+        let v = envelope(&r);
+        assert_eq!(r.status, 404, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "dispatch.no_route");
+        assert_eq!(v["error"]["details"]["model"], model, "{v}");
+        assert_eq!(v["error"]["details"]["candidate"], candidate, "{v}");
+    }
+    // A plain id matching nothing goes to the default anchor.
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"mystery"}"#);
+    assert_eq!(r.header("x-slotgate-route"), Some("capability:gpu"));
+
+    // The control plane pushes warming with its own progress: ours join it, never overwritten.
+    let admin = gate.admin_addr.expect("admin listener");
+    let push =
+        r#"{"state":"warming","progress":{"pct":40,"upstream":"spoof","requested_model":"x"}}"#;
+    let put = format!(
+        "PUT /admin/slots/gpu HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{push}",
+        push.len()
+    );
+    let r = http_request(admin, put.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"bge-m3"}"#);
+    let v = envelope(&r);
+    assert_eq!(r.status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "slot.loading");
+    assert_eq!(
+        v["error"]["details"]["progress"],
+        serde_json::json!({"pct": 40, "phase": "warming", "requested_model": "bge-m3", "upstream": "gpu"})
+    );
+    // Without a model, `requested_model` is the path default.
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"messages":[]}"#);
+    let v = envelope(&r);
+    assert_eq!(
+        v["error"]["details"]["progress"]["requested_model"], "gpu",
+        "{v}"
+    );
+}
+
+/// Probes and model-list refreshes wait while an upstream has requests in flight: a server that
+/// runs one request at a time (llama-cpp-python) would answer a probe only after them, past the
+/// probe timeout, or cancel the running stream for it. Once idle, probing resumes.
+#[test]
+fn a_busy_upstream_is_not_probed_until_idle() {
+    let up = Scripted::start(|seen| {
+        if seen.request_line().contains("/chat/") {
+            vec![
+                Piece::Pause(Duration::from_millis(1200)),
+                Piece::Bytes(json_response(r#"{"ok":1}"#)),
+            ]
+        } else if seen.request_line().contains("/models") {
+            vec![Piece::Bytes(json_response(
+                r#"{"object":"list","data":[{"id":"m1","object":"model"}]}"#,
+            ))]
+        } else {
+            vec![Piece::Bytes(json_response("{}"))]
+        }
+    });
+    let gate = start_gate(&container("busy", &up.url()), "");
+    wait_ready(&gate, "busy", "m1");
+    let probes = |up: &Scripted| {
+        up.seen()
+            .iter()
+            .filter(|s| !s.request_line().contains("/chat/"))
+            .count()
+    };
+    let addr = gate.addr;
+    let slow = std::thread::spawn(move || {
+        post_json(
+            addr,
+            "/v1/chat/completions",
+            r#"{"model":"m1","messages":[]}"#,
+        )
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || up
+            .seen()
+            .iter()
+            .any(|s| s.request_line().contains("/chat/"))),
+        "the request never reached the upstream"
+    );
+    std::thread::sleep(Duration::from_millis(150)); // a probe already on the wire lands
+    let during = probes(&up);
+    std::thread::sleep(Duration::from_millis(700)); // seven probe intervals
+    assert_eq!(
+        probes(&up),
+        during,
+        "probed or refreshed while a request was in flight"
+    );
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        wait_until(Duration::from_secs(3), || probes(&up) > during),
+        "probing never resumed once idle"
+    );
+}

@@ -82,10 +82,6 @@ fn a_real_llama_cpp_server_behind_slotgate() {
                 "1024",
                 "--host",
                 "127.0.0.1",
-                // Its default cancels the running stream whenever any other request arrives,
-                // health probes and model-list refreshes included (README, "Real servers").
-                "--interrupt_requests",
-                "False",
             ])
             .args(["--port", &port.to_string()])
             .stdout(Stdio::null())

@@ -126,7 +126,12 @@ impl Prober {
             }
             let Some(ctl) = control.upgrade() else { return };
             let now = Instant::now();
-            if next_probe.is_some_and(|t| t <= now) {
+            if next_probe.is_some_and(|t| t <= now) && busy_and_passing(&ctl, cfg) {
+                // Requests in flight prove it alive (a failed connect marks it down at once),
+                // and a server that runs one request at a time (llama-cpp-python) would answer
+                // the probe only after them, past its timeout: probe again once it is idle.
+                next_probe = Some(now + ms(cfg.probe_interval_ms));
+            } else if next_probe.is_some_and(|t| t <= now) {
                 let Some(passing) = probe(&ctl, cfg) else {
                     // Cannot probe this scheme: stop probing and leave the status Unknown.
                     next_probe = None;
@@ -177,7 +182,10 @@ impl Prober {
                     next_refresh = None;
                 }
             }
-            if next_refresh.is_some_and(|t| t <= Instant::now()) {
+            if next_refresh.is_some_and(|t| t <= Instant::now()) && busy_and_passing(&ctl, cfg) {
+                // Same reason: a model-list refresh waits until the upstream is idle.
+                next_refresh = Some(Instant::now() + ms(cfg.probe_interval_ms));
+            } else if next_refresh.is_some_and(|t| t <= Instant::now()) {
                 ctl.start_fetch(&key(&cfg.name), None);
                 next_refresh = fetchable(cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
                 next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
@@ -188,6 +196,15 @@ impl Prober {
             }
         }
     }
+}
+
+/// Whether `cfg` is passing its probe and has requests in flight through this process.
+fn busy_and_passing(ctl: &Control, cfg: &UpstreamConfig) -> bool {
+    ctl.counters(&cfg.name).is_some_and(|c| c.requests() > 0)
+        && ctl
+            .snapshot()
+            .by_name(&cfg.name)
+            .is_some_and(|u| u.live.probe == ProbeStatus::Passing)
 }
 
 fn ms(v: u64) -> Duration {

@@ -107,7 +107,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
             None => now,
         };
         if now >= deadline {
-            let reply = loading_reply(&snap, entry, rf.model_id());
+            let reply = loading_reply(&snap, entry, rf.id(&snap.config.routing));
             return reply_error(c, &reply, &request_id, client_keep_alive).await;
         }
         // Register for the next publication first, then look again: no lost wake-up.
@@ -268,17 +268,23 @@ impl RelayCtx {
 }
 
 /// `503 slot.loading` for `entry` (DESIGN.md §3).
-pub fn loading_reply(snap: &Snapshot, entry: &UpstreamEntry, model: Option<&str>) -> ErrorReply {
+/// `model` is the id dispatch used (the request's, else its path default).
+pub fn loading_reply(snap: &Snapshot, entry: &UpstreamEntry, model: &str) -> ErrorReply {
     let state = entry.state();
     let retry = entry.cfg.retry_after(&snap.config.routing);
-    let progress = match &entry.live.pushed {
-        Some(p) if p.progress.is_object() => p.progress.clone(),
-        _ => serde_json::json!({
-            "phase": state.as_str(),
-            "requested_model": model,
-            "upstream": entry.name(),
-        }),
+    // `phase`, `requested_model` and `upstream` are always there; whatever the control plane
+    // pushed joins them but never overwrites them (a pushed `phase` string is the phase).
+    let mut progress = match &entry.live.pushed {
+        Some(p) => p.progress.as_object().cloned().unwrap_or_default(),
+        None => serde_json::Map::new(),
     };
+    let phase = match progress.get("phase") {
+        Some(serde_json::Value::String(p)) if !p.is_empty() => p.clone(),
+        _ => state.as_str().to_string(),
+    };
+    progress.insert("phase".into(), phase.into());
+    progress.insert("requested_model".into(), model.into());
+    progress.insert("upstream".into(), entry.name().into());
     ErrorReply::new(
         ErrorCode::SlotLoading,
         format!(

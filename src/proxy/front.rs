@@ -115,6 +115,8 @@ pub fn outgoing(
 ) -> (Vec<u8>, bool) {
     let remapped = match (&decision.remap, bf.span) {
         (Some(new_model), Some(span)) => Some(facts::remap_segments(body, span, new_model)),
+        // No `model` string in the body (the path default was routed): add the binding's id.
+        (Some(new_model), None) => facts::insert_model(body, new_model),
         _ => None,
     };
     let body_len = remapped.as_ref().map_or(body.len(), |r| r.len());

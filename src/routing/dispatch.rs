@@ -70,6 +70,14 @@ impl<'a> RequestFacts<'a> {
     pub fn model_id(&self) -> Option<&'a str> {
         self.model.map(str::trim).filter(|m| !m.is_empty())
     }
+
+    /// The id dispatch matches at every step: [`model_id`](Self::model_id), else the path
+    /// default ([`path_default`]).
+    #[inline]
+    pub fn id<'s>(&'s self, routing: &'s crate::config::Routing) -> &'s str {
+        self.model_id()
+            .unwrap_or_else(|| path_default(routing, self.path))
+    }
 }
 
 /// Which rule chose the upstream; rendered as the `X-Slotgate-Route` header.
@@ -147,8 +155,8 @@ impl Decision {
 pub enum DispatchError {
     /// Step 4's candidate is not a local (`slot`/`container`) upstream: `404 dispatch.no_route`.
     NoRoute {
-        /// The requested model id, when there was one.
-        model: Option<String>,
+        /// The model id dispatch used: the request's, else its path default (`rerank`, `agent`).
+        model: String,
         /// The request path.
         path: String,
         /// The upstream name step 4 looked for.
@@ -183,16 +191,10 @@ impl fmt::Display for DispatchError {
         match self {
             DispatchError::NoRoute {
                 model, candidate, ..
-            } => match model {
-                Some(m) => write!(
-                    f,
-                    "no upstream serves model '{m}': candidate '{candidate}' is not a local slot or container"
-                ),
-                None => write!(
-                    f,
-                    "no upstream serves this path: candidate '{candidate}' is not a local slot or container"
-                ),
-            },
+            } => write!(
+                f,
+                "no upstream serves model '{model}': candidate '{candidate}' is not a local slot or container"
+            ),
         }
     }
 }
@@ -447,12 +449,9 @@ pub(crate) fn run<T: Trace>(
     done: &FetchesDone,
     t: &mut T,
 ) -> Step {
-    let Some(model) = facts.model_id() else {
-        for step in 0..4 {
-            t.note(step, Outcome::Skip, format_args!("no model in the request"));
-        }
-        return Step::Decided(capability(snap, facts, None, t));
-    };
+    // No `model` in the body: the path default is the id at every step (DESIGN.md §2 "Input").
+    let model = facts.id(&snap.config.routing);
+    let defaulted = facts.model_id().is_none();
     let route = snap.index().models.get(model);
 
     // Step 0: a running container is authoritative for what it advertises.
@@ -568,7 +567,23 @@ pub(crate) fn run<T: Trace>(
         return Step::Fetch(fetch_request(snap, FetchReason::Prefetch, cold));
     }
 
-    Step::Decided(capability(snap, facts, Some(model), t))
+    Step::Decided(capability(snap, facts, model, defaulted, t))
+}
+
+/// The id of a request without a `model`: `embed`, `rerank`, `tts`, `img` by path, else the
+/// default anchor (the `[routing]` names).
+pub fn path_default<'r>(r: &'r crate::config::Routing, path: &str) -> &'r str {
+    if path.contains("/embeddings") {
+        &r.embed_slot
+    } else if path.contains("/rerank") {
+        &r.rerank_slot
+    } else if path.contains("/audio/speech") {
+        &r.tts_slot
+    } else if path.contains("/images/") {
+        &r.img_slot
+    } else {
+        &r.default_slot
+    }
 }
 
 fn fetch_request(snap: &Snapshot, reason: FetchReason, ids: &[UpstreamId]) -> FetchRequest {
@@ -585,50 +600,43 @@ fn fetch_request(snap: &Snapshot, reason: FetchReason, ids: &[UpstreamId]) -> Fe
     }
 }
 
-/// Step 4: capability routing. Pinned candidates answer 404 when missing; the others (a `:` id,
-/// an embed/rerank hint) fall back to the default anchor, since a general slot may still serve them.
+/// Step 4: capability routing. The candidate a rule names must be a local upstream, or the answer
+/// is `404 dispatch.no_route` naming it: a hint never falls back to another model. Only a plain id
+/// that matches nothing goes to the default anchor. `defaulted`: `model` is the path default of a
+/// request without one, which is its own candidate.
 fn capability<T: Trace>(
     snap: &Snapshot,
     facts: &RequestFacts<'_>,
-    model: Option<&str>,
+    model: &str,
+    defaulted: bool,
     t: &mut T,
 ) -> Result<Decision, DispatchError> {
     let r = &snap.config.routing;
     let anchor = r.default_slot.as_str();
     let path = facts.path;
-    let (candidate, pinned, why): (&str, bool, &str) = if path.contains("/embeddings") {
-        (&r.embed_slot, true, "path has /embeddings")
+    let (candidate, why): (&str, &str) = if path.contains("/embeddings") {
+        (&r.embed_slot, "path has /embeddings")
     } else if path.contains("/rerank") {
-        (&r.rerank_slot, true, "path has /rerank or /rerankings")
+        (&r.rerank_slot, "path has /rerank or /rerankings")
     } else if path.contains("/audio/speech") {
-        (&r.tts_slot, true, "path has /audio/speech")
+        (&r.tts_slot, "path has /audio/speech")
     } else if is_image_op(path) {
-        (
-            &r.img_slot,
-            true,
-            "path has /images/generations|edits|variations",
-        )
+        (&r.img_slot, "path has /images/generations|edits|variations")
+    } else if defaulted {
+        (model, "no model; the path default")
+    } else if model.contains(':') {
+        (&r.npu_slot, "model id has ':'")
+    } else if is_image_model(model) {
+        (&r.img_slot, "image model prefix")
+    } else if contains_ci(model, "embed") || contains_ci(model, "rerank") {
+        (&r.embed_slot, "model id hints embed/rerank")
     } else {
-        match model {
-            None if path.contains("/images/") => (&r.img_slot, true, "no model; path has /images/"),
-            None => (anchor, true, "no model; the default anchor"),
-            Some(m) if m.contains(':') => (&r.npu_slot, false, "model id has ':'"),
-            Some(m) if is_image_model(m) => (&r.img_slot, true, "image model prefix"),
-            Some(m) if contains_ci(m, "embed") || contains_ci(m, "rerank") => {
-                (&r.embed_slot, false, "model id hints embed/rerank")
+        match snap.local_named(model) {
+            Some(u) if !u.name().eq_ignore_ascii_case(anchor) => {
+                (u.name(), "model id names a local upstream")
             }
-            Some(m) => match snap.local_named(m) {
-                Some(u) if !u.name().eq_ignore_ascii_case(anchor) => {
-                    (u.name(), true, "model id names a local upstream")
-                }
-                _ => (anchor, true, "the default anchor"),
-            },
+            _ => (anchor, "the default anchor"),
         }
-    };
-    let no_route = |candidate: &str| DispatchError::NoRoute {
-        model: model.map(str::to_string),
-        path: path.to_string(),
-        candidate: candidate.to_string(),
     };
     match snap.local_named(candidate) {
         Some(u) => {
@@ -639,38 +647,17 @@ fn capability<T: Trace>(
             );
             Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None))
         }
-        None if !pinned && !candidate.eq_ignore_ascii_case(anchor) => {
-            match snap.local_named(anchor) {
-                Some(u) => {
-                    t.note(
-                        4,
-                        Outcome::Hit,
-                        format_args!(
-                            "{why} -> '{candidate}' is not a local upstream; default anchor '{}'",
-                            u.name()
-                        ),
-                    );
-                    Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None))
-                }
-                None => {
-                    t.note(
-                    4,
-                    Outcome::NoRoute,
-                    format_args!(
-                        "{why} -> '{candidate}', then the default anchor '{anchor}': neither is a local upstream"
-                    ),
-                );
-                    Err(no_route(anchor))
-                }
-            }
-        }
         None => {
             t.note(
                 4,
                 Outcome::NoRoute,
                 format_args!("{why} -> '{candidate}' is not a local upstream"),
             );
-            Err(no_route(candidate))
+            Err(DispatchError::NoRoute {
+                model: model.to_string(),
+                path: path.to_string(),
+                candidate: candidate.to_string(),
+            })
         }
     }
 }

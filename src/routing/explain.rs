@@ -78,8 +78,10 @@ pub struct Explanation {
     pub path: String,
     /// Request query.
     pub query: Option<String>,
-    /// Model id as dispatch saw it (trimmed).
+    /// The body's model id (trimmed), when there is one.
     pub model: Option<String>,
+    /// The id dispatch matched: `model`, else the path default (`embed`, `rerank`, `agent`...).
+    pub id: String,
     /// Snapshot epoch the verdict was reached on.
     pub epoch: u64,
     /// Each step's verdict, in order.
@@ -169,6 +171,12 @@ pub fn explain_with(
         path: facts.path.to_string(),
         query: facts.query.map(str::to_string),
         model: facts.model_id().map(str::to_string),
+        id: facts
+            .model_id()
+            .unwrap_or_else(|| {
+                super::dispatch::path_default(&final_snap.config.routing, facts.path)
+            })
+            .to_string(),
         epoch: final_snap.epoch,
         steps: rec.steps,
         decision,
@@ -194,7 +202,11 @@ impl fmt::Display for Explanation {
         }
         match &self.model {
             Some(m) => writeln!(f, "  model '{m}'  (snapshot epoch {})", self.epoch)?,
-            None => writeln!(f, "  no model  (snapshot epoch {})", self.epoch)?,
+            None => writeln!(
+                f,
+                "  no model: path default '{}'  (snapshot epoch {})",
+                self.id, self.epoch
+            )?,
         }
         for s in &self.steps {
             writeln!(

@@ -686,6 +686,29 @@ pub fn remap_segments<'a>(body: &'a [u8], span: ModelSpan, new_model: &str) -> R
     }
 }
 
+/// A JSON object `body` without a `model` string, with `"model":new_model` added as its last key
+/// (so it wins over a `null` or non-string `model` for parsers that keep the last duplicate);
+/// every other byte kept. `None` when the body is not a JSON object (empty, multipart, an array).
+pub fn insert_model<'a>(body: &'a [u8], new_model: &str) -> Option<RemappedBody<'a>> {
+    let open = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let close = body.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if body.get(open) != Some(&b'{') || body.get(close) != Some(&b'}') || close <= open {
+        return None;
+    }
+    let inner = body.get(open + 1..close)?;
+    let mut value = Vec::with_capacity(new_model.len() + 12);
+    if inner.iter().any(|b| !b.is_ascii_whitespace()) {
+        value.push(b',');
+    }
+    value.extend_from_slice(b"\"model\":");
+    value.extend_from_slice(&json_string(new_model));
+    Some(RemappedBody {
+        head: body.get(..close)?,
+        value,
+        tail: body.get(close..)?,
+    })
+}
+
 /// `body` with only the `model` value under `span` replaced by `new_model`; every other byte kept.
 pub fn remap_model(body: &[u8], span: ModelSpan, new_model: &str) -> Vec<u8> {
     remap_segments(body, span, new_model).to_vec()
@@ -1015,6 +1038,23 @@ mod tests {
             facts(std::str::from_utf8(&out).unwrap()).model(),
             Some("qwen-coder-32b")
         );
+    }
+
+    #[test]
+    fn insert_adds_the_model_as_the_last_key() {
+        let cases: [(&str, Option<&str>); 7] = [
+            (r#"{"input":"x"}"#, Some(r#"{"input":"x","model":"e5"}"#)),
+            ("  {}\n", Some("  {\"model\":\"e5\"}\n")),
+            ("{ }", Some("{ \"model\":\"e5\"}")),
+            (r#"{"model":null}"#, Some(r#"{"model":null,"model":"e5"}"#)),
+            ("", None),
+            ("[1]", None),
+            ("--b\r\n", None),
+        ];
+        for (body, want) in cases {
+            let got = insert_model(body.as_bytes(), "e5").map(|r| r.to_vec());
+            assert_eq!(got.as_deref(), want.map(str::as_bytes), "{body:?}");
+        }
     }
 
     #[test]

@@ -86,6 +86,36 @@ kind = "composite"
 models = ["ghost"]
 "#;
 
+/// Path defaults as ids: a container, a slot with bindings for `rerank` and `tts`, a remote.
+const DEFAULTS: &str = r#"
+[routing]
+default_slot = "agent"
+
+[[upstream]]
+name = "agent"
+kind = "slot"
+url = "http://127.0.0.1:8101/v1"
+
+[[upstream]]
+name = "e5"
+kind = "container"
+url = "http://127.0.0.1:8111/v1"
+
+[[upstream]]
+name = "gpu"
+kind = "slot"
+url = "http://127.0.0.1:8112/v1"
+
+[[upstream]]
+name = "rr"
+kind = "remote"
+url = "https://rr.example.com/v1"
+
+[registry]
+"rerank" = "gpu"
+"tts" = { upstream = "gpu", upstream_model = "kokoro-82m" }
+"#;
+
 /// Like SPARSE but with the default anchor present.
 const ANCHORED: &str = r#"
 [routing]
@@ -560,9 +590,10 @@ fn rows() -> Vec<Row> {
             ..R
         },
         Row {
-            name: "no model: no prefetch even with cold remotes",
+            name: "no model: the path default 'agent' takes step 3 too (cold remotes prefetched)",
             cold_remotes: true,
             want: Route("agent", "capability:agent", CHAT, None),
+            fetches: &["prefetch:groq,openrouter"],
             ..R
         },
         Row {
@@ -771,17 +802,24 @@ fn rows() -> Vec<Row> {
             ..R
         },
         Row {
-            name: "unpinned npu missing falls back to the anchor",
+            name: "npu hint missing -> 404 naming npu, never the anchor's model",
             toml: ANCHORED,
             model: Some("qwen3:4b"),
-            want: Route("agent", "capability:agent", CHAT, None),
+            want: NoRoute("npu"),
             ..R
         },
         Row {
-            name: "unpinned embed hint missing, anchor missing -> 404 on the anchor",
+            name: "embed hint missing, anchor present -> 404 naming embed",
+            toml: ANCHORED,
+            model: Some("nomic-embed-text"),
+            want: NoRoute("embed"),
+            ..R
+        },
+        Row {
+            name: "embed hint missing, anchor missing -> 404 naming embed",
             toml: SPARSE,
             model: Some("nomic-embed"),
-            want: NoRoute("agent"),
+            want: NoRoute("embed"),
             ..R
         },
         Row {
@@ -838,6 +876,46 @@ fn rows() -> Vec<Row> {
             name: "no model and no anchor -> 404",
             toml: SPARSE,
             want: NoRoute("agent"),
+            ..R
+        },
+        // The path default is the id at steps 0-3 too (DESIGN.md §2 "Input").
+        Row {
+            name: "no model: a container advertising the path default wins (step 0)",
+            toml: DEFAULTS,
+            target: "/v1/embeddings",
+            warm: &[("e5", &["embed"])],
+            want: Route("e5", "container:e5", "/v1/embeddings", None),
+            ..R
+        },
+        Row {
+            name: "no model: a registry binding of the path default, slot as truth",
+            toml: DEFAULTS,
+            target: "/v1/rerank",
+            warm: &[("gpu", &["bge-m3"])],
+            want: Route("gpu", "registry", "/v1/rerank", Some("bge-m3")),
+            ..R
+        },
+        Row {
+            name: "no model: a registry binding of the path default with upstream_model",
+            toml: DEFAULTS,
+            target: "/v1/audio/speech",
+            warm: &[("gpu", &["bge-m3"])],
+            want: Route("gpu", "registry", "/v1/audio/speech", Some("kokoro-82m")),
+            ..R
+        },
+        Row {
+            name: "no model: a remote advertising the path default (step 2)",
+            toml: DEFAULTS,
+            target: "/v1/images/upscale",
+            warm: &[("rr", &["img"])],
+            want: Route("rr", "passthrough:rr", "/v1/images/upscale", None),
+            ..R
+        },
+        Row {
+            name: "no model: the path default's candidate missing -> 404 naming it",
+            toml: SPARSE,
+            target: "/v1/audio/speech",
+            want: NoRoute("tts"),
             ..R
         },
     ]
@@ -936,11 +1014,14 @@ fn no_route_becomes_a_404_envelope() {
         reply.details,
         serde_json::json!({"model": "e5", "path": "/v1/embeddings", "candidate": "embed"})
     );
-    let absent = RequestFacts::new("GET", "/v1/whatever");
-    let Step::Decided(Err(e)) = dispatch(&snap, &absent, &FetchesDone::new()) else {
-        panic!("404 expected");
-    };
-    assert_eq!(e.to_reply().details["model"], serde_json::Value::Null);
+    // No model: `details.model` is the path default, never null.
+    for (target, default) in [("/v1/whatever", "agent"), ("/v1/rerank", "rerank")] {
+        let absent = RequestFacts::new("POST", target);
+        let Step::Decided(Err(e)) = dispatch(&snap, &absent, &FetchesDone::new()) else {
+            panic!("404 expected for {target}");
+        };
+        assert_eq!(e.to_reply().details["model"], default, "{target}");
+    }
 }
 
 #[test]
