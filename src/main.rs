@@ -89,9 +89,17 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(slotgate::logging::Output);
+    // The decision log writes its own lines in the very same layout (no colours to match).
+    let plain = !std::io::stderr().is_terminal();
     match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().init(),
+        LogFormat::Text => {
+            b.init();
+            slotgate::logging::set_direct(plain.then_some(slotgate::logging::Direct::Text));
+        }
+        LogFormat::Json => {
+            b.json().init();
+            slotgate::logging::set_direct(plain.then_some(slotgate::logging::Direct::Json));
+        }
     }
 }
 

@@ -21,6 +21,38 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
         Some(false) => "cold",
         None => "",
     };
+    let route = if r.route.is_empty() {
+        "none"
+    } else {
+        r.route.as_str()
+    };
+    if let Some(layout) = crate::logging::direct_format() {
+        // The same line `tracing` would write, without its formatter (README "Decision log").
+        crate::logging::write_line(|out| {
+            let mut l = crate::logging::LineBuilder::start(out, layout, ACCESS_TARGET, "request");
+            l.str("request_id", r.request_id.as_str())
+                .display("client", &req.client)
+                .str("method", req.method)
+                .str("path", req.path)
+                .str("model", r.model.as_str())
+                .str("route", route)
+                .str("upstream", r.upstream.as_str())
+                .str("cache", cache)
+                .num("status", u64::from(r.status))
+                .str("error", r.error.map_or("", |c| c.code()))
+                .num("routing_ns", r.routing.map_or(0, |d| d.as_nanos() as u64))
+                .num("queue_us", r.queue_wait.map_or(0, micros))
+                .num("ttfb_us", ttfb_us)
+                .num("total_us", micros(total))
+                .num("bytes_in", r.bytes_in)
+                .num("bytes_out", r.bytes_out)
+                .num("sse_events", r.sse.events)
+                .bool("client_abort", r.client_abort)
+                .bool("cut", r.cut);
+            l.finish();
+        });
+        return;
+    }
     tracing::info!(
         target: ACCESS_TARGET,
         request_id = r.request_id.as_str(),
@@ -28,7 +60,7 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
         method = req.method,
         path = req.path,
         model = r.model.as_str(),
-        route = if r.route.is_empty() { "none" } else { r.route.as_str() },
+        route,
         upstream = r.upstream.as_str(),
         cache,
         status = r.status,
