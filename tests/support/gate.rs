@@ -32,13 +32,22 @@ pub fn start_gate(upstreams_toml: &str, tuning: &str) -> Server {
 /// The proxy drivers a test runs under: `io_uring`, and `epoll` beside it.
 pub const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
 
-/// The `[tuning]` line that selects `driver`; `epoll` where io_uring is not available.
+/// The `[tuning]` line that selects `driver`. `io_uring` is asked for explicitly (the server
+/// refuses to start without it); where it is not available the test runs on `epoll` instead,
+/// unless `SLOTGATE_REQUIRE_URING=1` (CI sets it), which makes that a failure.
 pub fn driver_tuning(driver: &str) -> String {
-    if driver == "epoll" || !slotgate::proxy::worker::uring_available() {
-        "driver = \"epoll\"".into()
-    } else {
-        "driver = \"auto\"".into()
+    if driver == "epoll" {
+        return "driver = \"epoll\"".into();
     }
+    if slotgate::proxy::worker::uring_available() {
+        return "driver = \"io_uring\"".into();
+    }
+    assert!(
+        std::env::var("SLOTGATE_REQUIRE_URING").as_deref() != Ok("1"),
+        "SLOTGATE_REQUIRE_URING=1 but io_uring is not available here (kernel too old, \
+         io_uring_disabled, or a seccomp profile): an *_io_uring test would run on epoll"
+    );
+    "driver = \"epoll\"".into()
 }
 
 /// A whole config: loopback front door on port 0, no admin, default slot `agent`, one core,
