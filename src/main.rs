@@ -186,7 +186,8 @@ fn demo(addr: &str, admin: &str) -> Result<(), String> {
 }
 
 fn load(path: &std::path::Path, tuning: Option<&std::path::Path>) -> Result<Config, String> {
-    Config::load(path, tuning).map_err(|e| format!("{}: config refused:\n{e}", path.display()))
+    Config::load(path, tuning)
+        .map_err(|e| format!("{}: config refused, {}:\n{e}", path.display(), e.count()))
 }
 
 fn run(cli: Cli) -> Result<(), String> {

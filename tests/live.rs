@@ -118,6 +118,69 @@ fn broken_reload_is_refused_and_routing_unchanged() {
     assert_eq!(r.header("x-slotgate-route"), Some("container:a"));
 }
 
+/// The five keys `tests/fixtures/five-problems.toml` is refused for (issue 15).
+const FIVE_PROBLEMS: [&str; 5] = [
+    "upstream[4].bogus_key",
+    "upstream[1].name",
+    "upstream[2].url",
+    "upstream[3].url",
+    "registry.\"m\"",
+];
+
+#[test]
+fn check_and_reload_name_all_five_problems_of_one_file() {
+    let five = include_str!("fixtures/five-problems.toml");
+    // `slotgate check`: exit non-zero, one line per problem, each by its key path.
+    let bad = TempFile::new("five.toml", five);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["check", "--config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "check accepted it: {err}");
+    assert!(err.contains("config refused, 5 problems:"), "{err}");
+    let lines: Vec<&str> = err.lines().skip(1).collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for (line, key) in lines.iter().zip(FIVE_PROBLEMS) {
+        assert!(line.starts_with(&format!("{key}: ")), "{key}: {err}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+
+    // `POST /admin/reload` of the same file: the same five in `details`, nothing replaced.
+    let a = mock_of("model-a", 3, 0.0);
+    let file = TempFile::new("five-reload.toml", &(head() + &container("a", &a)));
+    let gate = Server::start(Config::load(&file.0, None).unwrap()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready(&gate, "a")));
+    let epoch = gate.control.cell().epoch();
+    file.write(five);
+    let r = post_admin(&gate, "/admin/reload");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "request.invalid");
+    let problems = v["error"]["details"]["problems"].as_array().unwrap();
+    let keys: Vec<&str> = problems
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, FIVE_PROBLEMS, "{v}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| !p["message"].as_str().unwrap().is_empty()),
+        "{v}"
+    );
+    assert_eq!(
+        gate.control.cell().epoch(),
+        epoch,
+        "the snapshot was replaced"
+    );
+    assert_eq!(gate.control.reload_counts(), (0, 1));
+    let r = post_json(gate.addr, "/v1/chat/completions", r#"{"model":"model-a"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-slotgate-route"), Some("container:a"));
+}
+
 #[test]
 fn cold_prefetch_is_single_flighted() {
     // The remote's list is empty at start-up (still "loading"), so its cache stays cold until a

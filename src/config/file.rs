@@ -488,11 +488,18 @@ impl UpstreamUrl {
 #[serde(untagged)]
 pub enum BindingSpec {
     Name(String),
-    Full {
-        upstream: String,
-        #[serde(default)]
-        upstream_model: Option<String>,
-    },
+    Full(BindingTable),
+}
+
+/// The table form of a registry entry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BindingTable {
+    /// The upstream that serves the id.
+    pub upstream: String,
+    /// The id forwarded instead of the requested one.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
 }
 
 /// A validated registry binding.

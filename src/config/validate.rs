@@ -13,7 +13,9 @@ pub struct Problem {
     pub message: String,
 }
 
-/// A refused config: every problem found, in file order.
+/// A refused config: every problem found. The file's shape comes first (unknown keys and
+/// wrongly typed values, table by table in the order of DESIGN.md §5's sketch), then the
+/// semantic problems in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub problems: Vec<Problem>,
@@ -30,9 +32,20 @@ impl ConfigError {
         }
     }
 
-    /// A TOML syntax or schema error (unknown key, wrong type).
+    /// "1 problem" or "5 problems", for the first line of a refusal.
+    pub fn count(&self) -> String {
+        match self.problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        }
+    }
+
+    /// A TOML syntax error, keyed by its byte span: nothing else can be checked.
     pub fn from_toml(e: toml::de::Error) -> ConfigError {
-        let msg = e.message().trim().to_string();
+        let msg = format!(
+            "{} (a TOML syntax error: nothing else was checked)",
+            e.message().trim()
+        );
         let key = match e.span() {
             Some(span) => format!("toml@{}..{}", span.start, span.end),
             None => "toml".to_string(),
@@ -274,10 +287,10 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         let key = format!("registry.\"{id}\"");
         let (upstream, upstream_model) = match spec {
             BindingSpec::Name(n) => (n, None),
-            BindingSpec::Full {
+            BindingSpec::Full(BindingTable {
                 upstream,
                 upstream_model,
-            } => (upstream, upstream_model),
+            }) => (upstream, upstream_model),
         };
         if id.trim().is_empty() || id.trim() != id {
             c.push(&key, "model ids must be non-empty with no outer whitespace");

@@ -332,7 +332,10 @@ fn admin_route(control: &Control, req: &Request) -> Reply {
             Err(e) => Reply::error(
                 ErrorReply::new(
                     ErrorCode::InvalidRequest,
-                    "config refused; still serving the previous one",
+                    format!(
+                        "config refused ({}); still serving the previous one",
+                        e.count()
+                    ),
                 )
                 .details(json!({"problems": e.problems})),
             ),
