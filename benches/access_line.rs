@@ -3,10 +3,11 @@
 //! reused buffer. `cargo bench --bench access_line`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use parking_lot::Mutex;
 use slotgate::logging::{Direct, LineBuilder};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const RID: &str = "01a24b4b-4675-7000-b9dc-c51000000000";
 
@@ -65,7 +66,7 @@ struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let mut v = self.0.lock().unwrap();
+        let mut v = self.0.lock();
         if v.len() > 1 << 20 {
             v.clear();
         }
