@@ -24,6 +24,11 @@ TLS_CA=""          # CA file when the proxies are spoken to over HTTPS
 declare -A PID_OF  # target -> pid of the process (tree) under test
 PIDS=()            # every process this script started, stopped by the cleanup trap
 
+# Request logs as each proxy's users run them (issue: a benchmark is only as honest as its
+# defaults): slotgate's decision log on (its default), nginx `access_log ... buffer=64k flush=1s`,
+# HAProxy `option httplog` to stderr. `--quiet-logs` turns all three off.
+LOGS=${LOGS:-on}
+
 log() { printf '[%s %s] %s\n' "$LOG_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
 has_target() { case ",$TARGETS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
@@ -38,6 +43,7 @@ common_option() {
     --out) OUT="$2"; OPT_ARGS=2 ;;
     --budget) BUDGET_PCT="$2"; OPT_ARGS=2; check_budget ;;
     --no-build) BUILD=0 ;;
+    --quiet-logs) LOGS=off ;;
     --keep) KEEP=1 ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "$NAME: unknown option $1" >&2; exit 2 ;;
@@ -158,7 +164,7 @@ error_log $WORK/nginx/error.log warn;
 worker_rlimit_nofile 16384;
 events { worker_connections 8192; }
 http {
-  access_log off;
+  $([ "$LOGS" = on ] && echo "access_log $WORK/nginx/access.log combined buffer=64k flush=1s;" || echo "access_log off;")
   keepalive_timeout 75s;
   keepalive_requests 1000000;
   client_max_body_size 2m;
@@ -185,14 +191,16 @@ haproxy_head() { # mode(http|tcp): the global and defaults sections
 global
   nbthread 1
   maxconn 8000
-  log stderr format raw local0 err
+  log stderr format raw local0 $([ "$LOGS" = on ] && echo info || echo err)
 defaults
   mode $1
+  log global
   timeout connect 5s
   timeout client 120s
   timeout server 120s
 EOF
   if [ "$1" = http ]; then printf '  timeout http-keep-alive 120s\n  http-reuse always\n'; fi
+  if [ "$1" = http ] && [ "$LOGS" = on ]; then printf '  option httplog\n'; fi
 }
 
 start_haproxy() { # name cpu: checks and starts $WORK/NAME.cfg, logs to $WORK/NAME.log

@@ -9,6 +9,7 @@
 #          --repeats N  --out FILE  --no-build  --no-install  --keep (keep the work dir)
 #          --one-core (proxies, mocks and load generators all on core 0)
 #          --budget PCT (proxy-bound phase: the proxy's CPU quota, % of one core; default 30)
+#          --quiet-logs (request logs off for every proxy; by default each logs as its users run it)
 # Layout: mocks + load generator pinned to core 1, every proxy pinned to core 0 (one worker
 # each). Every load is bounded in time; every process this script starts is stopped on exit.
 # Not run in CI. See benches/e2e/README.md.
@@ -116,7 +117,9 @@ EOF
     fi
     SG_ARGS+=(--tuning "$WORK/tuning.toml")
   fi
-  start_server "$WORK/slotgate.log" "$PROXY_CPU" "$SG_BIN" --log-level warn "${SG_ARGS[@]}"
+  SG_LOG=(--log-level warn)
+  [ "$LOGS" = on ] && SG_LOG=()  # the default: info, decision log on
+  start_server "$WORK/slotgate.log" "$PROXY_CPU" "$SG_BIN" "${SG_LOG[@]}" "${SG_ARGS[@]}"
   PID_OF[slotgate]=$SERVER_PID
 fi
 
@@ -249,6 +252,11 @@ if [ "$HAVE_OHA" = 1 ]; then LOADGEN+="$(oha --version 2>/dev/null | head -1) (o
 LOADGEN+="benches/e2e/bench.py (asyncio) for SSE and RSS"
 MODE="$([ "$QUICK" = 1 ] && echo quick || echo full), ${REPEATS} repeat(s), proxies on core $PROXY_CPU, mocks+load on core $LOAD_CPU"
 [ -n "$TUNING" ] && MODE+=", tuning $(basename "$TUNING")"
+if [ "$LOGS" = on ]; then
+  MODE+=", request logs on (slotgate decision log, nginx access_log buffer=64k flush=1s, HAProxy httplog)"
+else
+  MODE+=", request logs off (--quiet-logs)"
+fi
 "$PY" - "$RESULTS" "$DRIVER" "$MODE" "$LOADGEN" "$RATE" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" \
   "$BUDGET_PCT" "$BUDGET_SKIPPED" <<'EOF'
 import json, sys, datetime
