@@ -395,6 +395,12 @@ def cmd_report(a: argparse.Namespace) -> None:
     m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3)
     m("added p50 ms vs direct", lambda t: sub(med(t, "lat", "p50_ms"), med("direct", "lat", "p50_ms")), False, 3, True)
     m("added p99 ms vs direct", lambda t: sub(med(t, "lat", "p99_ms"), med("direct", "lat", "p99_ms")), False, 3, True)
+    for c in (1, 4):
+        k = f"seq{c}"
+        m(f"concurrency {c}: p50 ms (wrk, closed loop)", lambda t, k=k: med(t, k, "p50_ms"), False, 3)
+        m(f"concurrency {c}: p99 ms", lambda t, k=k: med(t, k, "p99_ms"), False, 3)
+        m(f"concurrency {c}: added p50 ms vs direct", lambda t, k=k: sub(med(t, k, "p50_ms"), med("direct", k, "p50_ms")), False, 3, True)
+        m(f"concurrency {c}: added p99 ms vs direct", lambda t, k=k: sub(med(t, k, "p99_ms"), med("direct", k, "p99_ms")), False, 3, True)
     m("SSE events/s (200 streams × 500, unpaced)", lambda t: med(t, "sse", "events_per_s"), True)
     m("SSE: proxy CPU µs per relayed event (unpaced)", lambda t: med(t, "sse", "cpu_us_per_event"), False, 2)
     m("SSE TTFB p99 ms (unpaced)", lambda t: med(t, "sse", "ttfb_p99_ms"), False, 2)

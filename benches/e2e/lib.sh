@@ -288,6 +288,32 @@ print(max(500, int(min(peaks.values()) * 0.5) // 500 * 500))
 EOF
 }
 
+seq_phase() { # seconds: closed loop at concurrency 1 and 4 (a sequential client per connection), wrk --latency
+  local dur=$1 rep t c out j
+  for c in 1 4; do
+    for ((rep = 0; rep < REPEATS; rep++)); do
+      for t in $(order_for_rep "$rep"); do
+        BODY_FILE="$WORK/small.json" on_load_core wrk -t1 -c"$c" -d1s "${WRK_EXTRA[@]}" -s "$HERE/post.lua" "$(url_of "$t")" >/dev/null
+        out=$(BODY_FILE="$WORK/small.json" on_load_core wrk -t1 -c"$c" -d"${dur}s" --latency --timeout 5s "${WRK_EXTRA[@]}" \
+              -s "$HERE/post.lua" "$(url_of "$t")")
+        j=$("$PY" - "$out" <<'EOF'
+import json, re, sys
+out = sys.argv[1]
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def pct(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    return float(m.group(1)) * unit[m.group(2)] if m else None
+rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+print(json.dumps({"p50_ms": pct(50), "p99_ms": pct(99), "rps": float(rps.group(1)) if rps else None}))
+EOF
+)
+        log "  $t c=$c: $j"
+        emit "{\"target\":\"$t\",\"kind\":\"seq$c\",\"rep\":$rep,${j#\{}"
+      done
+    done
+  done
+}
+
 latency_phase() { # phase description rate repeats seconds: oha open loop at a fixed rate, CO-corrected
   local rate=$3 reps=$4 dur=$5 rep t j insecure=()
   if [ "$HAVE_OHA" != 1 ]; then log "$1 skipped: oha not available"; return 0; fi

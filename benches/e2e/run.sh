@@ -220,6 +220,9 @@ RATE=$(fixed_rate)
 latency_phase "phase 3" "latency at a fixed ${RATE} req/s (oha, open loop, CO-corrected), ${LAT_DUR}s x ${REPEATS}" \
   "$RATE" "$REPEATS" "$LAT_DUR"
 
+log "phase 3b: low concurrency, closed loop at 1 and 4 connections (wrk --latency), ${LAT_DUR}s x ${REPEATS}"
+seq_phase "$LAT_DUR"
+
 log "phase 4: SSE, ${SSE_STREAMS} streams x ${SSE_EVENTS} events unpaced; then paced at ${PACE}/s x ${PACED_EVENTS}"
 for ((rep = 0; rep < REPEATS; rep++)); do
   for t in $(order_for_rep "$rep"); do
