@@ -8,6 +8,7 @@
 # Options: --targets direct,slotgate,...  --tuning FILE (slotgate profile; cores is forced to 1)
 #          --repeats N  --out FILE  --no-build  --no-install  --keep (keep the work dir)
 #          --one-core (proxies, mocks and load generators all on core 0)
+#          --backend nginx (the small-request backend is nginx with a fixed ~350-byte answer)
 #          --budget PCT (proxy-bound phase: the proxy's CPU quota, % of one core; default 30)
 #          --quiet-logs (request logs off for every proxy; by default each logs as its users run it)
 # Layout: mocks + load generator pinned to core 1, every proxy pinned to core 0 (one worker
@@ -22,11 +23,13 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 OUT="$HERE/results/latest.md"
 TUNING=""
 ONE_CORE=0
+BACKEND=mock
 while [ $# -gt 0 ]; do
   case "$1" in
     --tuning) TUNING="$2"; shift ;;
     --no-install) INSTALL=0 ;;
     --one-core) ONE_CORE=1 ;;
+    --backend) BACKEND="$2"; shift ;;
     *) common_option "$@"; shift $((OPT_ARGS - 1)) ;;
   esac
   shift
@@ -66,7 +69,41 @@ start_mock() { # port model extra-args...
   local port=$1 model=$2; shift 2
   start_server "$WORK/mock-$port.log" "$LOAD_CPU" "$SG_BIN" --log-level warn mock-backend --port "$port" --model "$model" "$@"
 }
-start_mock "$P_MOCK_JSON" bench --tokens 16 --response-bytes 1024
+# --backend nginx: the JSON workload's backend is nginx answering a fixed ~350-byte chat
+# completion (the second, independent setup of issue 16), not `slotgate mock-backend`.
+start_nginx_backend() { # port model
+  local dir="$WORK/nginx-backend" answer
+  mkdir -p "$dir"
+  answer='{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"'"$2"'","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today? I am a fixed answer from nginx."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28}}'
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_timeout 75s;
+  keepalive_requests 1000000;
+  client_max_body_size 2m;
+  client_body_buffer_size 128k;
+  client_body_temp_path $dir/body;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$1;
+    location = /health { return 200 '{}'; }
+    location = /v1/models { return 200 '{"object":"list","data":[{"id":"$2","object":"model"}]}'; }
+    location / { return 200 '$answer'; }
+  }
+}
+EOF
+  start_server "$dir/stdout.log" "$LOAD_CPU" nginx -p "$dir" -c "$dir/nginx.conf"
+}
+case "$BACKEND" in
+  mock) start_mock "$P_MOCK_JSON" bench --tokens 16 --response-bytes 1024 ;;
+  nginx) start_nginx_backend "$P_MOCK_JSON" bench ;;
+  *) echo "$NAME: --backend takes mock or nginx" >&2; exit 2 ;;
+esac
 PID_OF[direct]=$SERVER_PID
 start_mock "$P_MOCK_SSE" bench-sse --tokens "$SSE_EVENTS" --tokens-per-sec 0
 start_mock "$P_MOCK_PACED" bench-paced --tokens 100000 --tokens-per-sec "$PACE"
@@ -255,6 +292,7 @@ if [ "$HAVE_OHA" = 1 ]; then LOADGEN+="$(oha --version 2>/dev/null | head -1) (o
 LOADGEN+="benches/e2e/bench.py (asyncio) for SSE and RSS"
 MODE="$([ "$QUICK" = 1 ] && echo quick || echo full), ${REPEATS} repeat(s), proxies on core $PROXY_CPU, mocks+load on core $LOAD_CPU"
 [ -n "$TUNING" ] && MODE+=", tuning $(basename "$TUNING")"
+[ "$BACKEND" = nginx ] && MODE+=", small-request backend: nginx fixed answer"
 if [ "$LOGS" = on ]; then
   MODE+=", request logs on (slotgate decision log, nginx access_log buffer=64k flush=1s, HAProxy httplog)"
 else
