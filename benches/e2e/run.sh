@@ -100,7 +100,7 @@ EOF
   start_server "$dir/stdout.log" "$LOAD_CPU" nginx -p "$dir" -c "$dir/nginx.conf"
 }
 case "$BACKEND" in
-  mock) start_mock "$P_MOCK_JSON" bench --tokens 16 --response-bytes 1024 ;;
+  mock) start_mock "$P_MOCK_JSON" bench --tokens 16 --response-bytes "${MOCK_RESPONSE_BYTES:-1024}" ;;
   nginx) start_nginx_backend "$P_MOCK_JSON" bench ;;
   *) echo "$NAME: --backend takes mock or nginx" >&2; exit 2 ;;
 esac
