@@ -13,8 +13,128 @@ struct Batch(Vec<u8>);
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        write_out(&self.0);
+        // The thread is ending: wait for room rather than drop its last lines.
+        hand_over(std::mem::take(&mut self.0), true);
     }
+}
+
+/// Batches waiting for the writer thread; past this a worker drops a batch (and counts its
+/// lines) instead of waiting on a slow log sink.
+const QUEUED_BATCHES: usize = 16;
+
+struct Writer {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Signalled by the writer thread when it stopped; `None` once drained.
+    done: parking_lot::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+/// How long [`drain`] waits for a stuck sink before the process exits anyway.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+static WRITER: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts the thread that writes the workers' batches to stderr, so a slow sink (a full pipe,
+/// a stalled journal) never blocks a worker: when [`QUEUED_BATCHES`] are waiting, a worker
+/// drops its batch and counts the lines ([`dropped_lines`]). Call once at start (the binary
+/// does); [`drain`] before exit. Without it, workers write their batches themselves.
+pub fn start_writer() {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED_BATCHES);
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || {
+            // An empty batch is `drain`'s stop sign.
+            while let Ok(b) = rx.recv() {
+                if b.is_empty() {
+                    break;
+                }
+                write_out(&b);
+            }
+            let _ = stopped_tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = WRITER.set(Writer {
+            tx,
+            done: parking_lot::Mutex::new(Some(stopped_rx)),
+        });
+    }
+}
+
+/// Writes out every queued batch and stops the writer thread (after the workers ended); gives
+/// up after [`DRAIN_WAIT`] when the sink is stuck, so a stalled pipe cannot hold the exit.
+pub fn drain() {
+    let Some(w) = WRITER.get() else { return };
+    let Some(stopped) = w.done.lock().take() else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + DRAIN_WAIT;
+    loop {
+        match w.tx.try_send(Vec::new()) {
+            Ok(()) => break,
+            Err(std::sync::mpsc::TrySendError::Full(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = stopped.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+}
+
+/// Decision-log lines dropped because the log sink was slower than the workers.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Gives a worker's full batch to the writer thread (or writes it, without one). `wait`: block
+/// for room instead of dropping.
+fn hand_over(batch: Vec<u8>, wait: bool) {
+    if batch.is_empty() {
+        return;
+    }
+    let Some(w) = WRITER.get().filter(|w| w.done.lock().is_some()) else {
+        write_out(&batch);
+        return;
+    };
+    let res = if wait {
+        // A thread's last batch: wait for room, but not on a stuck sink.
+        let mut b = batch;
+        let deadline = std::time::Instant::now() + DRAIN_WAIT;
+        loop {
+            match w.tx.try_send(b) {
+                Ok(()) => break Ok(()),
+                Err(std::sync::mpsc::TrySendError::Full(back))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    b = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    let lines = back.iter().filter(|&&c| c == b'\n').count() as u64;
+                    DROPPED.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+                    break Ok(());
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(back)) => break Err(back),
+            }
+        }
+    } else {
+        w.tx.try_send(batch).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(b) => {
+                let lines = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                DROPPED.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+                Vec::new()
+            }
+            std::sync::mpsc::TrySendError::Disconnected(b) => b,
+        })
+    };
+    if let Err(b) = res {
+        write_out(&b); // the writer is gone (drained): write it here
+    }
+}
+
+/// Takes the batch's bytes for [`hand_over`], leaving a fresh buffer.
+fn take_batch(v: &mut Vec<u8>) -> Vec<u8> {
+    std::mem::replace(v, Vec::with_capacity(BATCH_BYTES))
 }
 
 thread_local! {
@@ -37,8 +157,9 @@ pub fn batch_this_thread() {
 pub fn flush_thread() {
     BATCH.with(|b| {
         if let Some(Batch(v)) = b.borrow_mut().as_mut() {
-            write_out(v);
-            v.clear();
+            if !v.is_empty() {
+                hand_over(take_batch(v), false);
+            }
         }
     });
 }
@@ -57,8 +178,7 @@ impl Write for LineOut {
             Some(Batch(v)) => {
                 v.extend_from_slice(buf);
                 if v.len() >= BATCH_BYTES {
-                    write_out(v);
-                    v.clear();
+                    hand_over(take_batch(v), false);
                 }
             }
             None => write_out(buf),
@@ -120,8 +240,7 @@ pub fn write_line(f: impl FnOnce(&mut Vec<u8>)) {
         Some(Batch(v)) => {
             f(v);
             if v.len() >= BATCH_BYTES {
-                write_out(v);
-                v.clear();
+                hand_over(take_batch(v), false);
             }
         }
         None => {

@@ -241,11 +241,14 @@ fn run(cli: Cli) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.log_level.as_deref());
-    match run(cli) {
+    slotgate::logging::start_writer();
+    let code = match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("slotgate: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    slotgate::logging::drain();
+    code
 }

@@ -536,3 +536,57 @@ fn notifies_an_abstract_socket() {
         .unwrap();
     notify_sequence(&format!("@{name}"), &sock);
 }
+
+/// A log sink that stops reading (a full pipe, a stalled journal) never blocks a worker: the
+/// decision log's batches go to a writer thread through a bounded queue, and past it the worker
+/// drops the batch and counts its lines in `slotgate_log_lines_dropped_total`.
+#[test]
+fn a_stalled_log_sink_drops_lines_instead_of_blocking_workers() {
+    let (port, admin_port) = (support::free_port(), support::free_port());
+    let cfg = support::gate::TempFile::new(
+        "stall.toml",
+        &format!(
+            "[listen]\naddr = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin_port}\"\n\n\
+             [[upstream]]\nname = \"far\"\nkind = \"remote\"\nurl = \"http://127.0.0.1:9/v1\"\n\
+             models = [\"m1\"]\n\n[tuning]\ncores = 1\n"
+        ),
+    );
+    // stderr is a pipe this test never reads: it fills after ~64 KiB.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["serve", "--config"])
+        .arg(&cfg.0)
+        .env("SLOTGATE_LOG", "warn,slotgate::access=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn slotgate");
+    let _stderr = child.stderr.take();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let up = wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(addr).is_ok() && TcpStream::connect(admin).is_ok()
+    });
+    if !up {
+        let _ = child.kill();
+        panic!("slotgate did not start");
+    }
+    // ~330 bytes of log per request: 4,000 requests are ~1.3 MB, far past the pipe and the queue.
+    let mut conn = Conn::connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..4000 {
+        let r =
+            conn.request(post_raw("/v1/chat/completions", r#"{"model":"nobody"}"#, &[]).as_bytes());
+        assert_eq!(r.status, 404, "request {i}");
+        assert!(Instant::now() < deadline, "blocked after {i} requests");
+    }
+    let mut dropped = 0.0;
+    let counted = wait_until(Duration::from_secs(5), || {
+        dropped = scrape(admin).value("slotgate_log_lines_dropped_total", &[]);
+        dropped > 0.0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(counted, "no dropped lines counted");
+    assert!(dropped <= 4000.0, "{dropped}");
+}

@@ -173,6 +173,18 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         "Panics caught on a connection's task (a bug: that connection was closed, the rest went on).",
     );
     series(o, "slotgate_panics_total", "", i.panics);
+    header(
+        o,
+        "slotgate_log_lines_dropped_total",
+        "counter",
+        "Decision-log lines dropped because the log sink (stderr) was slower than the workers.",
+    );
+    series(
+        o,
+        "slotgate_log_lines_dropped_total",
+        "",
+        crate::logging::dropped_lines(),
+    );
 
     header(
         o,
