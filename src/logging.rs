@@ -110,8 +110,7 @@ fn hand_over(batch: Vec<u8>, wait: bool) {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err(std::sync::mpsc::TrySendError::Full(back)) => {
-                    let lines = back.iter().filter(|&&c| c == b'\n').count() as u64;
-                    DROPPED.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+                    count_dropped(&back);
                     break Ok(());
                 }
                 Err(std::sync::mpsc::TrySendError::Disconnected(back)) => break Err(back),
@@ -120,8 +119,7 @@ fn hand_over(batch: Vec<u8>, wait: bool) {
     } else {
         w.tx.try_send(batch).map_err(|e| match e {
             std::sync::mpsc::TrySendError::Full(b) => {
-                let lines = b.iter().filter(|&&c| c == b'\n').count() as u64;
-                DROPPED.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+                count_dropped(&b);
                 Vec::new()
             }
             std::sync::mpsc::TrySendError::Disconnected(b) => b,
@@ -130,6 +128,12 @@ fn hand_over(batch: Vec<u8>, wait: bool) {
     if let Err(b) = res {
         write_out(&b); // the writer is gone (drained): write it here
     }
+}
+
+/// Counts the lines of a batch that is dropped.
+fn count_dropped(batch: &[u8]) {
+    let lines = batch.iter().filter(|&&c| c == b'\n').count() as u64;
+    DROPPED.fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Takes the batch's bytes for [`hand_over`], leaving a fresh buffer.
