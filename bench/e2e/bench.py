@@ -1,0 +1,599 @@
+#!/usr/bin/env python3
+"""Helpers of the end-to-end harness (bench/e2e/run.sh); Python 3.11 stdlib only.
+
+Subcommands:
+  body      write a chat-completions request body of a given size ("model" last)
+  proc      CPU time (ns, every live thread's schedstat) and RSS (KiB) of a process and its descendants
+  tree      a process and its descendants, one pid a line (what the CPU budget phase moves)
+  sse       N concurrent SSE streams: events/s, time to first byte, inter-event gaps
+  hold      open N keep-alive connections (one request each) or N streams, hold them, and
+            report the RSS of the given processes while they are open
+  report    turn the run's results.jsonl into the Markdown table
+
+Every network call goes to 127.0.0.1 and every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+HOST = "127.0.0.1"
+# TLS client context (sse, hold and probe with --tls-ca CA.pem): None = plain HTTP.
+SSL_CTX = None
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+def make_body(size: int, model: str, stream: bool, max_tokens: int | None) -> bytes:
+    """A chat-completions JSON body of about `size` bytes with "model" as the last key."""
+    tail = ""
+    if max_tokens is not None:
+        tail += f',"max_tokens":{max_tokens}'
+    if stream:
+        tail += ',"stream":true'
+    tail += f',"model":"{model}"}}'
+    head = '{"messages":[{"role":"system","content":"You are a benchmark."},{"role":"user","content":"'
+    mid = '"}]'
+    pad = max(0, size - len(head) - len(mid) - len(tail))
+    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit " * (pad // 40 + 2))[:pad]
+    return (head + words + mid + tail).encode()
+
+
+def cmd_body(a: argparse.Namespace) -> None:
+    data = make_body(a.size, a.model, a.stream, a.max_tokens)
+    json.loads(data)  # must be valid JSON
+    with open(a.out, "wb") as f:
+        f.write(data)
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants (nginx master + worker, and so on)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time of the process trees, in ns: the sum of every live thread's on-CPU time
+    (`/proc/P/task/T/schedstat`), which has nanosecond resolution where `/proc/P/stat`'s
+    utime/stime tick every 10 ms (too coarse for a 0.1 s SSE burst)."""
+    total = 0
+    for root in pids:
+        for p in tree(root):
+            try:
+                tids = os.listdir(f"/proc/{p}/task")
+            except OSError:
+                continue
+            for t in tids:
+                try:
+                    with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                        total += int(f.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+    return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for root in pids:
+        for p in tree(root):
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                continue
+    return total
+
+
+def cmd_tree(a: argparse.Namespace) -> None:
+    print("\n".join(str(p) for p in tree(a.pid)))
+
+
+def cmd_proc(a: argparse.Namespace) -> None:
+    pids = [int(p) for p in a.pids.split(",") if p]
+    print(json.dumps({"cpu_ns": cpu_ns(pids), "rss_kib": rss_kib(pids)}))
+
+
+# ---------------------------------------------------------------- SSE client
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    i = min(len(xs) - 1, max(0, int(round(q / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[i]
+
+
+def request_bytes(port: int, body: bytes) -> bytes:
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def one_stream(port: int, req: bytes, deadline: float, gaps: list[float], read_all: bool = True):
+    """One SSE exchange; returns (ttfb_s, events, ok). Gaps between event arrivals go to `gaps`."""
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=SSL_CTX)
+    try:
+        t0 = time.perf_counter()
+        writer.write(req)
+        await writer.drain()
+        first = await asyncio.wait_for(reader.read(65536), max(0.1, deadline - time.monotonic()))
+        t_first = time.perf_counter()
+        if not first:
+            return None, 0, False
+        buf = first
+        hdr_end = buf.find(b"\r\n\r\n")
+        while hdr_end < 0:
+            more = await asyncio.wait_for(reader.read(65536), max(0.1, deadline - time.monotonic()))
+            if not more:
+                return None, 0, False
+            buf += more
+            hdr_end = buf.find(b"\r\n\r\n")
+        if not buf.startswith(b"HTTP/1.1 200"):
+            return None, 0, False
+        body = buf[hdr_end + 4 :]
+        events = 0
+        last = t_first
+        done = False
+        tail = b""
+        chunk_t = t_first
+        while True:
+            if body:
+                data = tail + body
+                n = data.count(b"data: ")
+                if n:
+                    # The first event of a read arrived `chunk_t - last` after the previous one;
+                    # events that arrive together have a zero gap.
+                    if events > 0:
+                        gaps.append(chunk_t - last)
+                        gaps.extend([0.0] * (n - 1))
+                    else:
+                        gaps.extend([0.0] * (n - 1))
+                    events += n
+                    last = chunk_t
+                if b"[DONE]" in data:
+                    done = True
+                    break
+                tail = data[-16:]
+                # Don't count a "data: " split across reads twice: keep only bytes after the
+                # last complete marker.
+                k = tail.rfind(b"data: ")
+                if k >= 0:
+                    tail = tail[k + 6 :]
+            if not read_all and events > 0:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            body = await asyncio.wait_for(reader.read(65536), remaining)
+            chunk_t = time.perf_counter()
+            if not body:
+                break
+        return t_first - t0, events - (1 if done else 0), done
+    finally:
+        writer.close()
+
+
+async def run_sse(port: int, n: int, body: bytes, timeout: float) -> dict:
+    req = request_bytes(port, body)
+    deadline = time.monotonic() + timeout
+    gaps: list[float] = []
+    t0 = time.perf_counter()
+    res = await asyncio.gather(
+        *(one_stream(port, req, deadline, gaps) for _ in range(n)), return_exceptions=True
+    )
+    wall = time.perf_counter() - t0
+    ok = [r for r in res if isinstance(r, tuple) and r[2]]
+    ttfb = [r[0] for r in ok]
+    events = sum(r[1] for r in ok)
+    nonzero = [g for g in gaps if g > 0]
+    return {
+        "streams": n,
+        "streams_ok": len(ok),
+        "events": events,
+        "wall_s": wall,
+        "events_per_s": events / wall if wall > 0 else 0.0,
+        "ttfb_p50_ms": pct(ttfb, 50) * 1e3 if ttfb else None,
+        "ttfb_p99_ms": pct(ttfb, 99) * 1e3 if ttfb else None,
+        "gap_p50_ms": pct(gaps, 50) * 1e3 if gaps else None,
+        "gap_p99_ms": pct(gaps, 99) * 1e3 if gaps else None,
+        "gap_p999_ms": pct(gaps, 99.9) * 1e3 if gaps else None,
+        "gap_nonzero_share": len(nonzero) / len(gaps) if gaps else None,
+    }
+
+
+def cmd_sse(a: argparse.Namespace) -> None:
+    body = make_body(300, a.model, True, a.max_tokens)
+    out = asyncio.run(run_sse(a.port, a.streams, body, a.timeout))
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------- many open connections
+
+
+async def hold_one(port: int, req: bytes, stream: bool, ready: asyncio.Event, release: asyncio.Event, deadline: float):
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=SSL_CTX)
+    try:
+        writer.write(req)
+        await writer.drain()
+        if stream:
+            first = await asyncio.wait_for(reader.read(65536), max(0.1, deadline - time.monotonic()))
+            ok = first.startswith(b"HTTP/1.1 200")
+            ready.set()
+            # Keep reading (the proxy relays events) until released or the deadline.
+            while not release.is_set() and time.monotonic() < deadline:
+                try:
+                    d = await asyncio.wait_for(reader.read(65536), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if not d:
+                    break
+            return ok
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), max(0.1, deadline - time.monotonic()))
+        ok = head.startswith(b"HTTP/1.1 200")
+        clen = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                clen = int(line.split(b":", 1)[1])
+        await asyncio.wait_for(reader.readexactly(clen), max(0.1, deadline - time.monotonic()))
+        # Idle keep-alive: hold the connection open until released.
+        await asyncio.wait_for(release.wait(), max(0.1, deadline - time.monotonic()))
+        return ok
+    finally:
+        writer.close()
+
+
+async def run_hold(a: argparse.Namespace) -> dict:
+    pids = [int(p) for p in a.pids.split(",") if p]
+    if a.stream:
+        body = make_body(300, a.model, True, a.max_tokens)
+    else:
+        body = make_body(1024, a.model, False, 16)
+    req = request_bytes(a.port, body)
+    deadline = time.monotonic() + a.timeout
+    release = asyncio.Event()
+    ready = asyncio.Event()
+    before = rss_kib(pids)
+    tasks = []
+    for _ in range(a.n):
+        tasks.append(asyncio.create_task(hold_one(a.port, req, a.stream, ready, release, deadline)))
+        if len(tasks) % 100 == 0:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(a.settle)
+    during = rss_kib(pids)
+    release.set()
+    res = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = sum(1 for r in res if r is True)
+    return {"n": a.n, "ok": ok, "rss_before_kib": before, "rss_kib": during}
+
+
+def cmd_hold(a: argparse.Namespace) -> None:
+    print(json.dumps(asyncio.run(run_hold(a))))
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def cmd_probe(a: argparse.Namespace) -> None:
+    """Wait until POST (or GET) on 127.0.0.1:port answers 200; print the body. Exit 1 at the deadline."""
+    import http.client
+
+    body = make_body(300, a.model, False, 4) if a.model else None
+    deadline = time.monotonic() + a.deadline
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            if SSL_CTX is not None:
+                c = http.client.HTTPSConnection(HOST, a.port, timeout=2, context=SSL_CTX)
+            else:
+                c = http.client.HTTPConnection(HOST, a.port, timeout=2)
+            if body is None:
+                c.request("GET", a.path)
+            else:
+                c.request("POST", a.path, body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if r.status == 200:
+                sys.stdout.write(data.decode(errors="replace"))
+                return
+            last = f"{r.status} {data[:200]!r}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    sys.stderr.write(f"probe 127.0.0.1:{a.port}{a.path}: not ready: {last}\n")
+    sys.exit(1)
+
+
+# ---------------------------------------------------------------- report
+
+
+HIGHER_IS_BETTER = {"rps", "events_per_s"}
+TARGETS = ["direct", "slotgate", "nginx", "haproxy", "haproxy-body"]
+
+
+def fmt(v, digits=0, unit=""):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and v != v:
+        return "–"
+    if digits == 0:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    rows: dict[tuple[str, str], list[dict]] = {}
+    meta = {}
+    with open(a.results) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("kind") == "meta":
+                meta.update(r)
+                continue
+            rows.setdefault((r["target"], r["kind"]), []).append(r)
+
+    def best(target, kind, key, agg=max):
+        vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
+        return agg(vals) if vals else None
+
+    def med(target, kind, key):
+        """Best of the repeats: noise on a shared machine only ever lowers throughput and
+        raises latency, CPU and memory, so the best repeat is the least disturbed one."""
+        vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
+        if not vals:
+            return None
+        return max(vals) if key in HIGHER_IS_BETTER else min(vals)
+
+    targets = [t for t in TARGETS if any(k[0] == t for k in rows)]
+    metrics = []  # (label, key fn, higher_is_better, digits)
+
+    def m(label, fn, higher, digits=0, added=False):
+        metrics.append((label, fn, higher, digits, added))
+
+    m("small POST, max req/s (64 conns)", lambda t: med(t, "rps", "rps"), True)
+    m("CPU µs/request (proxy process)", lambda t: med(t, "rps", "cpu_us_per_req"), False, 1)
+    m("req/s per core = 1e6 / CPU µs per request", lambda t: per_core(med(t, "rps", "cpu_us_per_req")), True)
+    budget = meta.get("budget_pct") or best_any(rows, "capped", "budget_pct")
+    m(capped_label(budget), lambda t: med(t, "capped", "rps"), True)
+    m("64 KiB POST, req/s (64 conns)", lambda t: med(t, "big", "rps"), True)
+    m(f"latency p50 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p50_ms"), False, 3)
+    m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3)
+    m("added p50 ms vs direct", lambda t: sub(med(t, "lat", "p50_ms"), med("direct", "lat", "p50_ms")), False, 3, True)
+    m("added p99 ms vs direct", lambda t: sub(med(t, "lat", "p99_ms"), med("direct", "lat", "p99_ms")), False, 3, True)
+    for c in (1, 4):
+        k = f"seq{c}"
+        m(f"concurrency {c}: p50 ms (wrk, closed loop)", lambda t, k=k: med(t, k, "p50_ms"), False, 3)
+        m(f"concurrency {c}: p99 ms", lambda t, k=k: med(t, k, "p99_ms"), False, 3)
+        m(f"concurrency {c}: added p50 ms vs direct", lambda t, k=k: sub(med(t, k, "p50_ms"), med("direct", k, "p50_ms")), False, 3, True)
+        m(f"concurrency {c}: added p99 ms vs direct", lambda t, k=k: sub(med(t, k, "p99_ms"), med("direct", k, "p99_ms")), False, 3, True)
+    m("SSE events/s (200 streams × 500, unpaced)", lambda t: med(t, "sse", "events_per_s"), True)
+    m("SSE: proxy CPU µs per relayed event (unpaced)", lambda t: med(t, "sse", "cpu_us_per_event"), False, 2)
+    m("SSE TTFB p99 ms (unpaced)", lambda t: med(t, "sse", "ttfb_p99_ms"), False, 2)
+    m("SSE paced: TTFB p50 ms", lambda t: med(t, "paced", "ttfb_p50_ms"), False, 3)
+    m("SSE paced: added TTFB p50 ms vs direct", lambda t: sub(med(t, "paced", "ttfb_p50_ms"), med("direct", "paced", "ttfb_p50_ms")), False, 3, True)
+    m("SSE paced: inter-event p99 ms", lambda t: med(t, "paced", "gap_p99_ms"), False, 3)
+    m("SSE paced: added inter-event p99 ms vs direct", lambda t: sub(med(t, "paced", "gap_p99_ms"), med("direct", "paced", "gap_p99_ms")), False, 3, True)
+    m("RSS idle MiB", lambda t: kib_mib(best(t, "rss_idle", "rss_kib", min)), False, 1)
+    m("RSS, 1,000 idle keep-alive conns, MiB", lambda t: kib_mib(best(t, "hold", "rss_kib", min)), False, 1)
+    m("RSS, 1,000 open SSE streams, MiB", lambda t: kib_mib(best(t, "hold_streams", "rss_kib", min)), False, 1)
+
+    out = []
+    out.append(f"slotgate IO driver: **{meta.get('driver', '?')}**; mode: {meta.get('mode', '?')}; "
+               f"load generators: {meta.get('loadgen', 'wrk')}; {meta.get('when', '')}; "
+               f"load average before/after: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}")
+    out.append("")
+    hdr = "| metric | " + " | ".join(targets) + " | slotgate/direct | slotgate/nginx | slotgate/haproxy | slotgate/haproxy-body |"
+    out.append(hdr)
+    out.append("|" + "---|" * (len(targets) + 5))
+    for label, fn, higher, digits, added in metrics:
+        vals = {t: fn(t) for t in targets}
+        if all(v is None for v in vals.values()):
+            continue
+        cells = []
+        for t in targets:
+            v = vals[t]
+            if added and t == "direct":
+                cells.append("–")
+            else:
+                cells.append(fmt(v, digits))
+        sg = vals.get("slotgate")
+        rat = []
+        for other in ["direct", "nginx", "haproxy", "haproxy-body"]:
+            if added and other == "direct":
+                rat.append("–")
+            else:
+                rat.append(ratio(sg, vals.get(other)))
+        out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(rat) + " |")
+    out.append("")
+    out.append("Ratios are slotgate ÷ other: above 1 is better for throughput rows, below 1 is better "
+               "for latency, CPU and memory rows. Each cell is the best of the repeats (noise on a shared machine only makes figures worse).")
+    notes = meta.get("notes")
+    if notes:
+        out.append("")
+        out.append(notes)
+    text = "\n".join(out) + "\n"
+    if a.targets_file:
+        text += "\n" + targets_text(rows, meta)
+    sys.stdout.write(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+def targets_text(rows, meta) -> str:
+    """Performance targets of issue 7, met or not, with the ratio."""
+
+    def med(target, kind, key):
+        vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
+        if not vals:
+            return None
+        return max(vals) if key in HIGHER_IS_BETTER else min(vals)
+
+    lines = ["| target | figure | met |", "|---|---|---|"]
+
+    def add(name, val, ok):
+        lines.append(f"| {name} | {val} | {'yes' if ok else 'no' if ok is not None else '?'} |")
+
+    sg, ng, hp, hb = (med(t, "rps", "rps") for t in ("slotgate", "nginx", "haproxy", "haproxy-body"))
+    if sg and ng:
+        add("measured req/s ≥ 1.2× nginx", f"{sg / ng:.3f}×", sg / ng >= 1.2)
+    if sg and hp:
+        add("measured req/s ≥ 1.2× HAProxy", f"{sg / hp:.3f}×", sg / hp >= 1.2)
+    if sg and hb:
+        add("measured req/s ≥ 1.2× HAProxy (body routing)", f"{sg / hb:.3f}×", sg / hb >= 1.2)
+    d50, d99 = med("direct", "lat", "p50_ms"), med("direct", "lat", "p99_ms")
+    for q, d in (("p50", d50), ("p99", d99)):
+        s, n = med("slotgate", "lat", f"{q}_ms"), med("nginx", "lat", f"{q}_ms")
+        if None not in (s, n, d):
+            add(f"added {q} ≤ nginx's", f"{s - d:+.3f} ms vs {n - d:+.3f} ms", s - d <= n - d)
+    sc, nc = med("slotgate", "rps", "cpu_us_per_req"), med("nginx", "rps", "cpu_us_per_req")
+    hc = med("haproxy", "rps", "cpu_us_per_req")
+    if sc and nc:
+        add("req/s per core (from CPU/request) ≥ 1.2× nginx", f"{nc / sc:.3f}×", nc / sc >= 1.2)
+    if sc and hc:
+        add("req/s per core (from CPU/request) ≥ 1.2× HAProxy", f"{hc / sc:.3f}×", hc / sc >= 1.2)
+    if sc and nc:
+        add("CPU/request ≤ 0.8× nginx", f"{sc / nc:.3f}× ({sc:.2f} vs {nc:.2f} µs)", sc / nc <= 0.8)
+    dg = med("direct", "paced", "gap_p99_ms")
+    sgp, ngp = med("slotgate", "paced", "gap_p99_ms"), med("nginx", "paced", "gap_p99_ms")
+    if None not in (dg, sgp, ngp):
+        add("SSE added inter-event p99 ≤ nginx's", f"{sgp - dg:+.3f} ms vs {ngp - dg:+.3f} ms", sgp - dg <= ngp - dg)
+    ri = rows.get(("slotgate", "rss_idle"))
+    if ri:
+        v = min(r["rss_kib"] for r in ri) / 1024
+        add("RSS idle ≤ 10 MB", f"{v:.1f} MiB", v * 1.048576 <= 10)
+    rs = rows.get(("slotgate", "hold_streams"))
+    if rs:
+        v = min(r["rss_kib"] for r in rs) / 1024
+        add("RSS with 1,000 open streams ≤ 64 MB", f"{v:.1f} MiB", v * 1.048576 <= 64)
+    return "Targets (issue 7):\n\n" + "\n".join(lines) + "\n"
+
+
+def capped_label(budget) -> str:
+    """Row of the proxy-bound phase (run.sh and run_tls.sh): the proxy held to a CPU quota."""
+    return f"max req/s with the proxy held to {budget}% of a core (cgroup quota)"
+
+
+def best_any(rows, kind, key):
+    """`key` of any row of `kind` (all rows of a run share it), or None."""
+    return next((r[key] for (_, k), rs in rows.items() if k == kind for r in rs if r.get(key) is not None), None)
+
+
+def per_core(cpu_us):
+    return None if not cpu_us else 1e6 / cpu_us
+
+
+def sub(a, b):
+    if a is None or b is None:
+        return None
+    return a - b
+
+
+def kib_mib(v):
+    return None if v is None else v / 1024.0
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sp = p.add_subparsers(dest="cmd", required=True)
+
+    b = sp.add_parser("body")
+    b.add_argument("--size", type=int, required=True)
+    b.add_argument("--model", required=True)
+    b.add_argument("--stream", action="store_true")
+    b.add_argument("--max-tokens", type=int)
+    b.add_argument("--out", required=True)
+    b.set_defaults(fn=cmd_body)
+
+    pr = sp.add_parser("proc")
+    pr.add_argument("--pids", required=True)
+    pr.set_defaults(fn=cmd_proc)
+
+    tr = sp.add_parser("tree")
+    tr.add_argument("--pid", type=int, required=True)
+    tr.set_defaults(fn=cmd_tree)
+
+    s = sp.add_parser("sse")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--streams", type=int, default=200)
+    s.add_argument("--model", required=True)
+    s.add_argument("--max-tokens", type=int)
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.set_defaults(fn=cmd_sse)
+
+    h = sp.add_parser("hold")
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--n", type=int, default=1000)
+    h.add_argument("--model", required=True)
+    h.add_argument("--stream", action="store_true")
+    h.add_argument("--max-tokens", type=int)
+    h.add_argument("--pids", required=True)
+    h.add_argument("--settle", type=float, default=2.0)
+    h.add_argument("--timeout", type=float, default=30.0)
+    h.set_defaults(fn=cmd_hold)
+
+    pb = sp.add_parser("probe")
+    pb.add_argument("--port", type=int, required=True)
+    pb.add_argument("--path", default="/v1/chat/completions")
+    pb.add_argument("--model", help="POST a small body for this model; GET when absent")
+    pb.add_argument("--deadline", type=float, default=20.0)
+    pb.set_defaults(fn=cmd_probe)
+
+    r = sp.add_parser("report")
+    r.add_argument("--results", required=True)
+    r.add_argument("--out")
+    r.add_argument("--targets-file", action="store_true", help="append the issue-7 targets table")
+    r.set_defaults(fn=cmd_report)
+
+    for sub in (s, h, pb):
+        sub.add_argument("--tls-ca", help="speak HTTPS, trusting this CA (PEM)")
+
+    a = p.parse_args()
+    if getattr(a, "tls_ca", None):
+        import ssl
+
+        global SSL_CTX
+        SSL_CTX = ssl.create_default_context(cafile=a.tls_ca)
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
