@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod control;
+pub mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;

@@ -11,8 +11,7 @@ use super::wire::{Wire, WireError, MAX_HEAD};
 use super::{Control, PushError};
 use crate::config::ct_eq;
 use crate::config::UpstreamKind;
-use crate::http::error::reason_phrase;
-use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead};
+use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead, ResponseWriter};
 use crate::routing::{self, ProbeStatus, RequestFacts, SlotState, Snapshot};
 use serde_json::{json, Value};
 use std::io;
@@ -117,16 +116,13 @@ impl Reply {
     }
 
     fn bytes(&self, close: bool) -> Vec<u8> {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{}{}\r\n",
-            self.status,
-            reason_phrase(self.status),
-            self.content_type,
-            self.body.len(),
-            self.extra,
-            if close { "connection: close\r\n" } else { "" },
-        )
-        .into_bytes();
+        let mut out = Vec::with_capacity(self.body.len() + 160);
+        ResponseWriter::start(&mut out, self.status)
+            .content_type(self.content_type)
+            .content_length(self.body.len())
+            .lines(&self.extra)
+            .close(close)
+            .end();
         if !self.head_only {
             out.extend_from_slice(&self.body);
         }

@@ -1,188 +1,14 @@
-//! The error code table of DESIGN.md §4 and the one place its JSON envelope is rendered.
+//! The one place the error envelope of DESIGN.md §4 is rendered: the JSON body and the whole
+//! HTTP/1.1 response of an [`ErrorReply`] (the code table itself is data in [`crate::error`]).
 
+use super::writer::ResponseWriter;
+pub use crate::error::{ErrorCode, ErrorReply};
 use serde_json::{json, Value};
 
-/// Every error slotgate itself produces (DESIGN.md §4). `code()` is stable; the text is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// Malformed request line or headers, conflicting framing, bad chunks.
-    BadHttp,
-    /// A JSON body that must be routed is not valid JSON.
-    InvalidJson,
-    /// Request line over its limit.
-    UriTooLong,
-    /// Request head over `max_header_bytes`, or too many headers.
-    HeadersTooLarge,
-    /// Body over `max_body_bytes`.
-    BodyTooLarge,
-    /// Head or body not received in time.
-    RequestTimeout,
-    /// Front-door key required and missing or wrong.
-    Unauthorized,
-    /// Nothing can serve the model.
-    NoRoute,
-    /// Upstream refused or dropped before responding.
-    UpstreamUnavailable,
-    /// Upstream sent no response head in time.
-    UpstreamTimeout,
-    /// Target not ready.
-    SlotLoading,
-    /// The upstream's concurrency queue is full or the wait timed out.
-    Busy,
-    /// A global connection limit is reached.
-    Overloaded,
-    /// A bug: the request's task panicked before any response byte was sent (the connection
-    /// is closed; every other connection goes on).
-    Internal,
-    /// Admin API: the method is not allowed on this path.
-    MethodNotAllowed,
-    /// Admin API / front door: no such endpoint.
-    NotFound,
-    /// Admin API: the request is well-formed HTTP but its content is refused (bad reload, bad state).
-    InvalidRequest,
-}
-
-impl ErrorCode {
-    /// The stable dotted code.
-    pub fn code(self) -> &'static str {
-        match self {
-            ErrorCode::BadHttp => "request.bad_http",
-            ErrorCode::InvalidJson => "request.invalid_json",
-            ErrorCode::UriTooLong => "request.uri_too_long",
-            ErrorCode::HeadersTooLarge => "request.headers_too_large",
-            ErrorCode::BodyTooLarge => "request.body_too_large",
-            ErrorCode::RequestTimeout => "request.timeout",
-            ErrorCode::Unauthorized => "auth.unauthorized",
-            ErrorCode::NoRoute => "dispatch.no_route",
-            ErrorCode::UpstreamUnavailable => "dispatch.upstream_unavailable",
-            ErrorCode::UpstreamTimeout => "dispatch.upstream_timeout",
-            ErrorCode::SlotLoading => "slot.loading",
-            ErrorCode::Busy => "dispatch.busy",
-            ErrorCode::Overloaded => "server.overloaded",
-            ErrorCode::Internal => "server.internal",
-            ErrorCode::MethodNotAllowed => "request.method_not_allowed",
-            ErrorCode::NotFound => "request.not_found",
-            ErrorCode::InvalidRequest => "request.invalid",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorCode::BadHttp | ErrorCode::InvalidJson | ErrorCode::InvalidRequest => 400,
-            ErrorCode::UriTooLong => 414,
-            ErrorCode::HeadersTooLarge => 431,
-            ErrorCode::BodyTooLarge => 413,
-            ErrorCode::RequestTimeout => 408,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::NoRoute | ErrorCode::NotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::UpstreamUnavailable => 502,
-            ErrorCode::UpstreamTimeout => 504,
-            ErrorCode::SlotLoading | ErrorCode::Overloaded => 503,
-            ErrorCode::Busy => 429,
-            ErrorCode::Internal => 500,
-        }
-    }
-
-    /// The OpenAI-style `type` SDKs read.
-    pub fn kind(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthorized => "authentication_error",
-            ErrorCode::NoRoute | ErrorCode::NotFound => "not_found_error",
-            ErrorCode::Busy => "rate_limit_error",
-            ErrorCode::BadHttp
-            | ErrorCode::InvalidJson
-            | ErrorCode::UriTooLong
-            | ErrorCode::HeadersTooLarge
-            | ErrorCode::BodyTooLarge
-            | ErrorCode::RequestTimeout
-            | ErrorCode::MethodNotAllowed
-            | ErrorCode::InvalidRequest => "invalid_request_error",
-            ErrorCode::UpstreamUnavailable
-            | ErrorCode::UpstreamTimeout
-            | ErrorCode::SlotLoading
-            | ErrorCode::Overloaded
-            | ErrorCode::Internal => "server_error",
-        }
-    }
-
-    /// Whether the connection must be closed after this error (framing can no longer be trusted).
-    pub fn closes_connection(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::BadHttp
-                | ErrorCode::UriTooLong
-                | ErrorCode::HeadersTooLarge
-                | ErrorCode::BodyTooLarge
-                | ErrorCode::RequestTimeout
-                | ErrorCode::Overloaded
-                | ErrorCode::Internal
-        )
-    }
-
-    /// The canonical reason phrase of the status.
-    pub fn reason(self) -> &'static str {
-        reason_phrase(self.status())
-    }
-}
-
-/// Reason phrase for the statuses slotgate produces.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-/// An error answer: code, human message, details object and optional `Retry-After`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ErrorReply {
-    pub code: ErrorCode,
-    pub message: String,
-    pub details: Value,
-    pub retry_after_s: Option<u32>,
-}
-
 impl ErrorReply {
-    /// An error with empty details.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
-        ErrorReply {
-            code,
-            message: message.into(),
-            details: json!({}),
-            retry_after_s: None,
-        }
-    }
-
-    /// Sets the details object.
-    pub fn details(mut self, details: Value) -> ErrorReply {
-        self.details = details;
-        self
-    }
-
-    /// Sets `Retry-After`.
-    pub fn retry_after(mut self, secs: u32) -> ErrorReply {
-        self.retry_after_s = Some(secs);
-        self
-    }
-
     /// The JSON envelope body.
     pub fn body(&self) -> Vec<u8> {
-        let v = json!({"error": {
+        let v: Value = json!({"error": {
             "code": self.code.code(),
             "type": self.code.kind(),
             "message": self.message,
@@ -195,23 +21,13 @@ impl ErrorReply {
     pub fn to_response(&self, extra_headers: &str, close: bool) -> Vec<u8> {
         let body = self.body();
         let mut out = Vec::with_capacity(body.len() + 256);
-        out.extend_from_slice(
-            format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-                self.code.status(),
-                self.code.reason(),
-                body.len()
-            )
-            .as_bytes(),
-        );
+        let mut head = ResponseWriter::start(&mut out, self.code.status())
+            .content_type("application/json")
+            .content_length(body.len());
         if let Some(s) = self.retry_after_s {
-            out.extend_from_slice(format!("retry-after: {s}\r\n").as_bytes());
+            head = head.header("retry-after", s);
         }
-        if close {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(extra_headers.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head.close(close).lines(extra_headers).end();
         out.extend_from_slice(&body);
         out
     }
@@ -236,25 +52,21 @@ mod tests {
         assert!(resp.contains("retry-after: 15\r\n"));
     }
 
+    /// The layout the front door has always written: retry-after, connection, then the caller's
+    /// lines.
     #[test]
-    fn table_statuses() {
-        for (c, s) in [
-            (ErrorCode::BadHttp, 400),
-            (ErrorCode::InvalidJson, 400),
-            (ErrorCode::UriTooLong, 414),
-            (ErrorCode::HeadersTooLarge, 431),
-            (ErrorCode::BodyTooLarge, 413),
-            (ErrorCode::RequestTimeout, 408),
-            (ErrorCode::Unauthorized, 401),
-            (ErrorCode::NoRoute, 404),
-            (ErrorCode::UpstreamUnavailable, 502),
-            (ErrorCode::UpstreamTimeout, 504),
-            (ErrorCode::SlotLoading, 503),
-            (ErrorCode::Busy, 429),
-            (ErrorCode::Overloaded, 503),
-            (ErrorCode::Internal, 500),
-        ] {
-            assert_eq!(c.status(), s, "{}", c.code());
-        }
+    fn response_bytes() {
+        let r = ErrorReply::new(ErrorCode::Busy, "full").retry_after(2);
+        let body = String::from_utf8(r.body()).unwrap();
+        let resp = String::from_utf8(r.to_response("x-request-id: r1\r\n", true)).unwrap();
+        assert_eq!(
+            resp,
+            format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nretry-after: 2\r\nconnection: close\r\n\
+                 x-request-id: r1\r\n\r\n{body}",
+                body.len()
+            )
+        );
     }
 }

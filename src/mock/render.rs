@@ -1,6 +1,7 @@
 //! Response bodies of the mock in the shapes llama-server and OpenAI use, written into reused
 //! buffers (no per-request allocation beyond buffer growth).
 
+use crate::http::ResponseWriter;
 use std::io::Write;
 
 /// Which completion endpoint is being answered.
@@ -198,37 +199,21 @@ pub(crate) fn head(
     chunked: bool,
     close: bool,
 ) {
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nServer: slotgate-mock\r\nContent-Type: {content_type}\r\n",
-        reason(status)
-    );
+    let mut w = ResponseWriter::start(out, status)
+        .header("Server", "slotgate-mock")
+        .header("Content-Type", content_type);
     if let Some(n) = length {
-        let _ = write!(out, "Content-Length: {n}\r\n");
+        w = w.header("Content-Length", n);
     }
     if chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n");
+        w = w
+            .header("Transfer-Encoding", "chunked")
+            .header("Cache-Control", "no-cache");
     }
     if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+        w = w.header("Connection", "close");
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => crate::http::error::reason_phrase(status),
-    }
+    w.end();
 }
 
 #[cfg(test)]

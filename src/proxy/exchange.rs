@@ -10,7 +10,7 @@ use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
 use crate::http::response::ResponseHead;
-use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, Status};
+use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, ResponseWriter, Status};
 use crate::routing::{
     dispatch, dispatch_async, Decision, FetchesDone, RequestFacts, SlotState, Snapshot,
     SnapshotRef, Step, UpstreamEntry,
@@ -330,16 +330,12 @@ async fn reply_json(
     keep_alive: bool,
 ) -> Outcome {
     let mut out = Vec::with_capacity(body.len() + 160);
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\n{}\r\n",
-            crate::http::error::reason_phrase(status),
-            body.len(),
-            request_id.as_str(),
-            if keep_alive { "" } else { "connection: close\r\n" }
-        )
-        .as_bytes(),
-    );
+    ResponseWriter::start(&mut out, status)
+        .content_type("application/json")
+        .content_length(body.len())
+        .header("x-request-id", request_id.as_str())
+        .close(!keep_alive)
+        .end();
     out.extend_from_slice(body);
     c.rec.replied(status, None, out.len());
     c.probe.responding();

@@ -13,7 +13,7 @@
 //! *that* snapshot, since [`Decision::upstream`] indexes it.
 
 use super::snapshot::{Snapshot, UpstreamEntry, UpstreamId};
-use crate::http::{ErrorCode, ErrorReply};
+use crate::error::{ErrorCode, ErrorReply};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::fmt;

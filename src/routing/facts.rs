@@ -6,7 +6,7 @@
 //! contents are skipped sixteen bytes at a time (SWAR), and UTF-8 is checked only inside strings
 //! that hold non-ASCII bytes, so a 1 MiB chat body with `model` last costs about one pass.
 
-use crate::http::{ErrorCode, ErrorReply};
+use crate::error::{ErrorCode, ErrorReply};
 use memchr::memmem;
 use std::borrow::Cow;
 use std::fmt;

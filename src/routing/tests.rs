@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{Config, UpstreamKind};
-use crate::http::{ErrorCode, ErrorReply};
+use crate::error::{ErrorCode, ErrorReply};
 use std::future::Future;
 use std::sync::Arc;
 
