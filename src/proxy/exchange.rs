@@ -6,6 +6,7 @@ use super::forward;
 use super::front::{self, Desk};
 use super::pool;
 use super::stream::UpstreamStream;
+use super::upstream_error::{BadResponse, UpstreamError, UpstreamErrorKind};
 use super::worker::Worker;
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::control::admission::{Priority, Refusal};
@@ -347,21 +348,12 @@ async fn reply_json(
     }
 }
 
-/// Why an upstream attempt failed before a response head arrived.
+/// Why an exchange ended before a response head could be relayed.
 enum Failure {
-    /// Refused/reset/closed before any response byte; `retryable` when the connection was a
-    /// reused pooled one (it may have been closed by the upstream while idle).
-    Unavailable {
-        reason: String,
-        retryable: bool,
-        refused: bool,
-    },
-    /// No response head within `first_byte_ms`.
-    Timeout,
-    /// The client left while we waited.
+    /// The upstream attempt failed (answered 502/504, or retried once).
+    Upstream(UpstreamError),
+    /// The client left while we waited: not an upstream error, nothing is answered.
     ClientGone,
-    /// The upstream sent a malformed head.
-    BadResponse(String),
 }
 
 async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing) -> Outcome {
@@ -380,7 +372,7 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
     let drain = cfg.on_client_abort == OnClientAbort::Drain;
 
     let mut attempt = 0;
-    let (mut up, head, filled, mut rbuf) = loop {
+    let ((mut up, head, filled, mut rbuf), reused) = loop {
         attempt += 1;
         let (up, reused) = match w
             .pool
@@ -398,40 +390,24 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
                 {
                     Ok(s) => (s, false),
                     Err(e) => {
-                        let refused = e.kind() == io::ErrorKind::ConnectionRefused;
-                        if refused {
+                        let e = UpstreamError::connect(e);
+                        if e.is_refused() {
                             super::port::mark_down(w, ctx.upstream());
                         }
                         c.relay = Some(rbuf);
-                        return fail(
-                            c,
-                            ctx,
-                            Failure::Unavailable {
-                                reason: format!("connect to {} failed: {e}", ctx.addr),
-                                retryable: false,
-                                refused,
-                            },
-                        )
-                        .await;
+                        return fail(c, ctx, Failure::Upstream(e)).await;
                     }
                 }
             }
         };
         match send_and_wait_head(w, c, ctx, up, reused, out, rbuf, max_head, total_deadline).await {
-            Ok(r) => break r,
+            Ok(r) => break (r, reused),
             Err((f, o, r)) => {
                 out = o;
                 rbuf = r;
-                if let Failure::Unavailable {
-                    retryable: true, ..
-                } = f
-                {
-                    if attempt == 1 {
-                        continue;
-                    }
-                }
-                if let Failure::Unavailable { refused: true, .. } = f {
-                    super::port::mark_down(w, ctx.upstream());
+                // The one retry: a pooled connection the upstream closed while it sat idle.
+                if matches!(&f, Failure::Upstream(e) if e.retry_allowed()) && attempt == 1 {
+                    continue;
                 }
                 c.relay = Some(rbuf);
                 return fail(c, ctx, f).await;
@@ -460,12 +436,8 @@ async fn relay(w: &Rc<Worker>, c: &mut ClientConn, ctx: &RelayCtx, out: Outgoing
         Err(_) => {
             // Bad framing from upstream before anything was sent: a clean 502.
             c.relay = Some(rbuf);
-            return fail(
-                c,
-                ctx,
-                Failure::BadResponse("malformed response body framing".into()),
-            )
-            .await;
+            let e = UpstreamError::bad_response(BadResponse::BodyFraming, reused);
+            return fail(c, ctx, Failure::Upstream(e)).await;
         }
     };
     let extra_after = take < avail.len();
@@ -726,16 +698,9 @@ async fn send_and_wait_head(
 ) -> Result<(UpstreamStream, ResponseHead, usize, Vec<u8>), SendErr> {
     let cfg = ctx.cfg();
     let (res, out) = out.write_to(&mut up).await;
+    let failed = |kind, source| Failure::Upstream(UpstreamError::new(kind, source, reused));
     if let Err(e) = res {
-        return Err((
-            Failure::Unavailable {
-                reason: format!("write to upstream failed: {e}"),
-                retryable: reused,
-                refused: false,
-            },
-            out,
-            rbuf,
-        ));
+        return Err((failed(UpstreamErrorKind::Write, Some(e)), out, rbuf));
     }
     c.rec.sent();
     let mut deadline = Instant::now() + Duration::from_millis(cfg.first_byte_ms);
@@ -761,31 +726,24 @@ async fn send_and_wait_head(
         };
         let (res, b) = match r {
             None => return Err((Failure::ClientGone, out, Vec::new())),
-            Some(Err(_)) => return Err((Failure::Timeout, out, Vec::new())),
+            Some(Err(_)) => {
+                let partial_head = filled > 0;
+                let timeout = UpstreamErrorKind::Timeout { partial_head };
+                return Err((failed(timeout, None), out, Vec::new()));
+            }
             Some(Ok(x)) => x,
         };
         rbuf = b.into_inner();
         match res {
-            Ok(0) | Err(_) if filled == 0 => {
-                return Err((
-                    Failure::Unavailable {
-                        reason: match res {
-                            Err(e) => format!("upstream connection failed: {e}"),
-                            _ => "upstream closed the connection before responding".into(),
-                        },
-                        retryable: reused,
-                        refused: false,
-                    },
-                    out,
-                    rbuf,
-                ))
+            Err(e) if filled == 0 => {
+                return Err((failed(UpstreamErrorKind::Read, Some(e)), out, rbuf));
+            }
+            Ok(0) if filled == 0 => {
+                return Err((failed(UpstreamErrorKind::ClosedBeforeHead, None), out, rbuf));
             }
             Ok(0) | Err(_) => {
-                return Err((
-                    Failure::BadResponse("upstream closed the connection mid-head".into()),
-                    out,
-                    rbuf,
-                ))
+                let bad = UpstreamErrorKind::BadResponse(BadResponse::ClosedMidHead);
+                return Err((failed(bad, res.err()), out, rbuf));
             }
             Ok(n) => filled += n,
         }
@@ -806,53 +764,29 @@ async fn send_and_wait_head(
                         continue;
                     }
                     if head.status() == 101 {
-                        return Err((
-                            Failure::BadResponse("upgrade responses are not proxied".into()),
-                            out,
-                            rbuf,
-                        ));
+                        let bad = UpstreamErrorKind::BadResponse(BadResponse::Upgrade);
+                        return Err((failed(bad, None), out, rbuf));
                     }
                     return Ok((up, head, filled, rbuf));
                 }
                 Ok(Status::Incomplete) => break,
                 Err(e) => {
-                    return Err((
-                        Failure::BadResponse(format!("malformed response head: {e}")),
-                        out,
-                        rbuf,
-                    ))
+                    let bad = UpstreamErrorKind::BadResponse(BadResponse::MalformedHead(e));
+                    return Err((failed(bad, None), out, rbuf));
                 }
             }
         }
     }
 }
 
+/// Answers a failed exchange: nothing for a client that left, else the upstream error's 502/504.
 async fn fail(c: &mut ClientConn, ctx: &RelayCtx, f: Failure) -> Outcome {
     let reply = match f {
         Failure::ClientGone => {
             c.rec.client_gone();
             return Outcome::Close;
         }
-        Failure::Unavailable { reason, .. } => ErrorReply::new(
-            ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' unavailable", ctx.upstream()),
-        )
-        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
-        Failure::Timeout => ErrorReply::new(
-            ErrorCode::UpstreamTimeout,
-            format!(
-                "upstream '{}' sent no response head within {} ms",
-                ctx.upstream(), ctx.cfg().first_byte_ms
-            ),
-        )
-        .details(
-            serde_json::json!({"upstream": ctx.upstream(), "first_byte_ms": ctx.cfg().first_byte_ms}),
-        ),
-        Failure::BadResponse(reason) => ErrorReply::new(
-            ErrorCode::UpstreamUnavailable,
-            format!("upstream '{}' sent an invalid response", ctx.upstream()),
-        )
-        .details(serde_json::json!({"upstream": ctx.upstream(), "reason": reason})),
+        Failure::Upstream(e) => e.to_reply(ctx.upstream(), &ctx.addr, ctx.cfg().first_byte_ms),
     };
     reply_error(c, &reply, &ctx.request_id, ctx.client_keep_alive).await
 }

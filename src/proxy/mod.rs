@@ -16,6 +16,7 @@ pub mod request_id;
 mod stream;
 pub(crate) mod sys;
 mod tls_stream;
+pub mod upstream_error;
 pub mod worker;
 
 pub use exchange::loading_reply;
