@@ -15,6 +15,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod mock;
+pub mod prometheus;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -12,6 +12,7 @@ use super::{Control, PushError};
 use crate::config::ct_eq;
 use crate::config::UpstreamKind;
 use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead, ResponseWriter};
+use crate::prometheus;
 use crate::routing::{self, ProbeStatus, RequestFacts, SlotState, Snapshot};
 use serde_json::{json, Value};
 use std::io;
@@ -511,10 +512,9 @@ fn gauge<'a>(
     help: &str,
     samples: impl Iterator<Item = (&'a str, u64)>,
 ) {
-    use std::fmt::Write;
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    prometheus::header(out, name, prometheus::Kind::Gauge, help);
     for (upstream, v) in samples {
-        let _ = writeln!(out, "{name}{{upstream=\"{upstream}\"}} {v}");
+        prometheus::sample(out, name, &prometheus::labels(&[("upstream", upstream)]), v);
     }
 }
 
@@ -526,11 +526,11 @@ fn metrics(control: &Control) -> Reply {
     let count = |name: &str, f: fn(&super::UpstreamCounters) -> u64| {
         control.counters(name).map_or(0, |c| f(&c))
     };
-    let mut out = format!(
-        "# HELP slotgate_snapshot_epoch Routing snapshot publication number.\n\
-         # TYPE slotgate_snapshot_epoch gauge\nslotgate_snapshot_epoch {}\n",
-        control.cell().epoch()
-    );
+    let mut out = String::new();
+    let epoch = "slotgate_snapshot_epoch";
+    let help = "Routing snapshot publication number.";
+    prometheus::header(&mut out, epoch, prometheus::Kind::Gauge, help);
+    prometheus::sample(&mut out, epoch, "", control.cell().epoch());
     gauge(
         &mut out,
         "slotgate_upstream_probe_up",
@@ -562,7 +562,7 @@ fn metrics(control: &Control) -> Reply {
     }
     Reply {
         status: 200,
-        content_type: "text/plain; version=0.0.4",
+        content_type: prometheus::CONTENT_TYPE,
         body: out.into_bytes(),
         extra: String::new(),
         head_only: false,

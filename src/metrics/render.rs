@@ -3,8 +3,8 @@
 
 use super::recorder::{Hist, Recorder};
 use crate::control::Control;
+use crate::prometheus::{header, labels, sample, Kind};
 use crate::routing::Snapshot;
-use std::fmt::Write;
 use std::time::Instant;
 
 /// Bucket bounds (seconds) of request-scale latencies.
@@ -43,44 +43,8 @@ pub(crate) struct Inputs<'a> {
     pub panics: u64,
 }
 
-/// A label value with `\`, `"` and newlines escaped.
-fn esc(v: &str) -> std::borrow::Cow<'_, str> {
-    if v.contains(['\\', '"', '\n']) {
-        v.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-            .into()
-    } else {
-        v.into()
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Label text `k="v",...` (no braces) for one series.
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{k}=\"{}\"", esc(v));
-    }
-    s
-}
-
-fn series(out: &mut String, name: &str, labels: &str, v: impl std::fmt::Display) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {v}");
-    } else {
-        let _ = writeln!(out, "{name}{{{labels}}} {v}");
-    }
-}
-
 /// One histogram's `_bucket`, `_sum`, `_count` series (header written by the caller).
-fn hist_series(out: &mut String, name: &str, lbl: &str, h: &Hist, les: &[f64]) {
+fn hist_sample(out: &mut String, name: &str, lbl: &str, h: &Hist, les: &[f64]) {
     let unit_s = h.unit_ns as f64 / 1e9;
     let mut counts = vec![0u64; les.len()];
     for v in h.h.iter_recorded() {
@@ -91,18 +55,19 @@ fn hist_series(out: &mut String, name: &str, lbl: &str, h: &Hist, les: &[f64]) {
         }
     }
     let sep = if lbl.is_empty() { "" } else { "," };
+    let bucket = format!("{name}_bucket");
     let mut cum = 0;
     for (le, c) in les.iter().zip(&counts) {
         cum += c;
-        let _ = writeln!(out, "{name}_bucket{{{lbl}{sep}le=\"{le}\"}} {cum}");
+        sample(out, &bucket, &format!("{lbl}{sep}le=\"{le}\""), cum);
     }
     let total = h.h.len();
-    let _ = writeln!(out, "{name}_bucket{{{lbl}{sep}le=\"+Inf\"}} {total}");
-    series(out, &format!("{name}_sum"), lbl, h.sum_ns as f64 / 1e9);
-    series(out, &format!("{name}_count"), lbl, total);
+    sample(out, &bucket, &format!("{lbl}{sep}le=\"+Inf\""), total);
+    sample(out, &format!("{name}_sum"), lbl, h.sum_ns as f64 / 1e9);
+    sample(out, &format!("{name}_count"), lbl, total);
 }
 
-fn quantile_series(out: &mut String, name: &str, lbl: &str, h: &Hist) {
+fn quantile_sample(out: &mut String, name: &str, lbl: &str, h: &Hist) {
     if h.h.is_empty() {
         return;
     }
@@ -110,7 +75,7 @@ fn quantile_series(out: &mut String, name: &str, lbl: &str, h: &Hist) {
     let sep = if lbl.is_empty() { "" } else { "," };
     for q in QUANTILES {
         let v = h.h.value_at_quantile(*q) as f64 * unit_s;
-        let _ = writeln!(out, "{name}{{{lbl}{sep}quantile=\"{q}\"}} {v}");
+        sample(out, name, &format!("{lbl}{sep}quantile=\"{q}\""), v);
     }
 }
 
@@ -124,19 +89,19 @@ type PerUpstream = (
 /// A histogram family plus its `<base>_quantile_seconds` gauge family, over labelled series.
 fn hist_family(out: &mut String, base: &str, help: &str, les: &[f64], items: &[(String, &Hist)]) {
     let name = format!("{base}_seconds");
-    header(out, &name, "histogram", help);
+    header(out, &name, Kind::Histogram, help);
     for (lbl, h) in items {
-        hist_series(out, &name, lbl, h, les);
+        hist_sample(out, &name, lbl, h, les);
     }
     let q = format!("{base}_quantile_seconds");
     header(
         out,
         &q,
-        "gauge",
+        Kind::Gauge,
         &format!("Quantiles of {name} since start (hdrhistogram, 1% precision)."),
     );
     for (lbl, h) in items {
-        quantile_series(out, &q, lbl, h);
+        quantile_sample(out, &q, lbl, h);
     }
 }
 
@@ -150,10 +115,10 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_info",
-        "gauge",
+        Kind::Gauge,
         "Build and runtime facts; the IO driver the workers got (io_uring or epoll).",
     );
-    series(
+    sample(
         o,
         "slotgate_info",
         &labels(&[("driver", i.driver), ("version", env!("CARGO_PKG_VERSION"))]),
@@ -162,34 +127,28 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_draining",
-        "gauge",
+        Kind::Gauge,
         "1 while a graceful stop drains in-flight requests.",
     );
-    series(o, "slotgate_draining", "", u8::from(i.draining));
-    header(
-        o,
-        "slotgate_panics_total",
-        "counter",
+    sample(o, "slotgate_draining", "", u8::from(i.draining));
+    header(o, "slotgate_panics_total", Kind::Counter,
         "Panics caught on a connection's task (a bug: that connection was closed, the rest went on).",
     );
-    series(o, "slotgate_panics_total", "", i.panics);
+    sample(o, "slotgate_panics_total", "", i.panics);
     header(
         o,
         "slotgate_log_lines_dropped_total",
-        "counter",
+        Kind::Counter,
         "Decision-log lines dropped because the log sink (stderr) was slower than the workers.",
     );
-    series(
+    sample(
         o,
         "slotgate_log_lines_dropped_total",
         "",
         crate::logging::dropped_lines(),
     );
 
-    header(
-        o,
-        "slotgate_requests_total",
-        "counter",
+    header(o, "slotgate_requests_total", Kind::Counter,
         "Requests answered, by upstream (empty: none), route kind (container, registry, passthrough, prefetched, capability, none) and status (499: client left first).",
     );
     for (name, s) in &ups {
@@ -200,17 +159,17 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
                 ("route", kind.as_str()),
                 ("status", &st),
             ]);
-            series(o, "slotgate_requests_total", &l, n);
+            sample(o, "slotgate_requests_total", &l, n);
         }
     }
     header(
         o,
         "slotgate_errors_total",
-        "counter",
+        Kind::Counter,
         "Error answers slotgate produced itself, by error code (DESIGN.md section 4).",
     );
     for (code, n) in &rec.errors {
-        series(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
+        sample(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
     }
     let per_upstream: [PerUpstream; 5] = [
         (
@@ -240,9 +199,9 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         ),
     ];
     for (name, help, f) in per_upstream {
-        header(o, name, "counter", help);
+        header(o, name, Kind::Counter, help);
         for (u, s) in &ups {
-            series(o, name, &labels(&[("upstream", u)]), f(s));
+            sample(o, name, &labels(&[("upstream", u)]), f(s));
         }
     }
 
@@ -300,10 +259,10 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_active_connections",
-        "gauge",
+        Kind::Gauge,
         "Open client connections (all workers).",
     );
-    series(o, "slotgate_active_connections", "", i.connections);
+    sample(o, "slotgate_active_connections", "", i.connections);
 
     // Upstream-keyed gauges from control's view.
     let (config, live, epoch) = i.control.live_view();
@@ -312,7 +271,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_pool_idle_connections",
-        "gauge",
+        Kind::Gauge,
         "Idle pooled upstream connections (as of each worker's last sweep, at most 1 s old).",
     );
     for u in view.upstreams.iter().filter(|u| !u.live.addrs.is_empty()) {
@@ -322,38 +281,38 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
             .filter(|(a, _)| u.live.addrs.contains(a))
             .map(|(_, n)| n)
             .sum();
-        series(o, "slotgate_pool_idle_connections", &lbl(u.name()), idle);
+        sample(o, "slotgate_pool_idle_connections", &lbl(u.name()), idle);
     }
     header(
         o,
         "slotgate_queue_depth",
-        "gauge",
+        Kind::Gauge,
         "Requests waiting in the upstream's concurrency queue (max_inflight reached).",
     );
     for u in &view.upstreams {
         let d = i.control.counters(u.name()).map_or(0, |c| c.gate.waiting());
-        series(o, "slotgate_queue_depth", &lbl(u.name()), d);
+        sample(o, "slotgate_queue_depth", &lbl(u.name()), d);
     }
     header(
         o,
         "slotgate_held_requests",
-        "gauge",
+        Kind::Gauge,
         "Requests held for a loading slot (on_loading = \"hold\").",
     );
     for u in &view.upstreams {
         let d = i.control.counters(u.name()).map_or(0, |c| c.held());
-        series(o, "slotgate_held_requests", &lbl(u.name()), d);
+        sample(o, "slotgate_held_requests", &lbl(u.name()), d);
     }
     header(
         o,
         "slotgate_upstream_models_age_seconds",
-        "gauge",
+        Kind::Gauge,
         "Age of the upstream's fetched /v1/models cache (absent until the first fetch).",
     );
     for u in &view.upstreams {
         if let Some(t) = u.live.models.fetched_at {
             let age = now.saturating_duration_since(t).as_secs_f64();
-            series(
+            sample(
                 o,
                 "slotgate_upstream_models_age_seconds",
                 &lbl(u.name()),
@@ -364,13 +323,13 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_upstream_probe_age_seconds",
-        "gauge",
+        Kind::Gauge,
         "Time since the upstream's last health probe (absent until the first).",
     );
     for u in &view.upstreams {
         if let Some(t) = u.live.last_probe_at {
             let age = now.saturating_duration_since(t).as_secs_f64();
-            series(
+            sample(
                 o,
                 "slotgate_upstream_probe_age_seconds",
                 &lbl(u.name()),
@@ -382,17 +341,17 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     header(
         o,
         "slotgate_reloads_total",
-        "counter",
+        Kind::Counter,
         "Config reloads applied (SIGHUP or POST /admin/reload).",
     );
-    series(o, "slotgate_reloads_total", "", reloads);
+    sample(o, "slotgate_reloads_total", "", reloads);
     header(
         o,
         "slotgate_reload_failures_total",
-        "counter",
+        Kind::Counter,
         "Config reloads refused (the running snapshot stayed).",
     );
-    series(o, "slotgate_reload_failures_total", "", failures);
+    sample(o, "slotgate_reload_failures_total", "", failures);
     out
 }
 
@@ -408,17 +367,12 @@ mod tests {
         h.record(Duration::from_millis(3));
         h.record(Duration::from_secs(400));
         let mut out = String::new();
-        hist_series(&mut out, "x_seconds", "upstream=\"a\"", &h, LATENCY_LE);
+        hist_sample(&mut out, "x_seconds", "upstream=\"a\"", &h, LATENCY_LE);
         assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"0.0001\"} 1\n"));
         assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"0.005\"} 2\n"));
         assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"300\"} 2\n"));
         assert!(out.contains("x_seconds_bucket{upstream=\"a\",le=\"+Inf\"} 3\n"));
         assert!(out.contains("x_seconds_count{upstream=\"a\"} 3\n"));
         assert!(out.contains("x_seconds_sum{upstream=\"a\"} 400.00308\n"));
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(labels(&[("u", "a\"b\\c\nd")]), r#"u="a\"b\\c\nd""#);
     }
 }
