@@ -208,4 +208,36 @@ mod tests {
         assert_eq!(r.retry_after_s, Some(2));
         assert_eq!(ErrorReply::new(ErrorCode::Busy, "x").details, json!({}));
     }
+
+    /// The shape this module exists for: it is a leaf, and routing (pure) reaches the code table
+    /// through it, never through `http`.
+    #[test]
+    fn a_leaf_that_routing_uses_instead_of_http() {
+        fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    sources(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    out.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let own = std::fs::read_to_string(src.join("error.rs")).unwrap();
+        assert!(
+            !own.contains(concat!("crate", "::")),
+            "error.rs imports from the crate"
+        );
+        let mut routing = Vec::new();
+        sources(&src.join("routing"), &mut routing);
+        assert!(!routing.is_empty());
+        for (path, text) in routing {
+            assert!(
+                !text.contains(concat!("crate", "::http")),
+                "{path} uses http"
+            );
+        }
+    }
 }
