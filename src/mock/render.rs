@@ -262,6 +262,25 @@ mod tests {
         assert_eq!(v["usage"]["total_tokens"], 5);
     }
 
+    /// The mock's head layout (it plays an upstream, so its casing is its own).
+    #[test]
+    fn head_bytes() {
+        let mut out = Vec::new();
+        head(&mut out, 200, "text/event-stream", None, true, true);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nServer: slotgate-mock\r\nContent-Type: text/event-stream\r\n\
+              Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        );
+        out.clear();
+        head(&mut out, 429, "application/json", Some(7), false, false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 429 Too Many Requests\r\nServer: slotgate-mock\r\n\
+              Content-Type: application/json\r\nContent-Length: 7\r\n\r\n"
+        );
+    }
+
     #[test]
     fn bodies_parse() {
         let mut out = Vec::new();
