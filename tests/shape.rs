@@ -66,11 +66,7 @@ fn no_circle_among_the_files_of_a_folder() {
         for (members, edges) in g.cycles_in(&folder) {
             let _ = writeln!(report, "circle in src/{folder}/: {}", members.join(" <-> "));
             for e in edges {
-                let _ = writeln!(
-                    report,
-                    "    src/{}:{}: {} (in {})",
-                    e.from, e.line, e.import, e.to
-                );
+                let _ = writeln!(report, "    {e}");
             }
         }
     }
@@ -133,11 +129,7 @@ fn forbid(from: &str, to: &[&str], why: &str) {
     let mut report = String::new();
     for e in g.edges.iter().filter(|e| !is_pending(e)) {
         if room(&e.from) == from && to.contains(&room(&e.to)) {
-            let _ = writeln!(
-                report,
-                "    src/{}:{}: {} (in src/{})",
-                e.from, e.line, e.import, e.to
-            );
+            let _ = writeln!(report, "    {e}");
         }
     }
     assert!(
@@ -279,6 +271,18 @@ struct Edge {
     line: usize,
     /// The absolute path imported, `crate::...`.
     import: String,
+}
+
+impl std::fmt::Display for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Edge {
+            from,
+            to,
+            line,
+            import,
+        } = self;
+        write!(f, "src/{from}:{line}: {import} (in src/{to})")
+    }
 }
 
 /// What one file says, before resolution.

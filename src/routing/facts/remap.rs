@@ -105,16 +105,12 @@ fn json_string(s: &str) -> Vec<u8> {
 #[allow(clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
-    use crate::routing::facts::{extract_json, BodyFacts};
-
-    fn facts(body: &str) -> BodyFacts<'_> {
-        extract_json(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
-    }
+    use crate::routing::facts::extract_json;
 
     #[test]
     fn remap_replaces_only_the_value() {
         let body = r#"{"messages":[{"role":"user","content":"x"}], "model" : "coder-model" ,"stream":true}"#;
-        let f = facts(body);
+        let f = extract_json(body.as_bytes()).unwrap();
         let span = f.span.unwrap();
         let seg = remap_segments(body.as_bytes(), span, "qwen-coder-32b");
         let out = seg.to_vec();
@@ -124,10 +120,7 @@ mod tests {
             String::from_utf8(out.clone()).unwrap(),
             body.replace("\"coder-model\"", "\"qwen-coder-32b\"")
         );
-        assert_eq!(
-            facts(std::str::from_utf8(&out).unwrap()).model(),
-            Some("qwen-coder-32b")
-        );
+        assert_eq!(extract_json(&out).unwrap().model(), Some("qwen-coder-32b"));
     }
 
     #[test]
@@ -150,7 +143,7 @@ mod tests {
     #[test]
     fn remap_escapes_json() {
         let body = r#"{"model":"x"}"#;
-        let span = facts(body).span.unwrap();
+        let span = extract_json(body.as_bytes()).unwrap().span.unwrap();
         let tricky = "a\"b\\c\nd\u{1}é/😀";
         let out = remap_model(body.as_bytes(), span, tricky);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
