@@ -102,7 +102,6 @@ fn json_string(s: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::string_slice)] // tests: a panic is a failure
 mod tests {
     use super::*;
     use crate::routing::facts::extract_json;
