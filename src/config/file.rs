@@ -3,6 +3,7 @@
 //! The README's configuration reference is checked against these structs by a test, so a key
 //! added here without documentation fails CI.
 
+use super::keys::{FrontAuth, FrontKeys};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct Config {
     pub registry: BTreeMap<String, Binding>,
     pub auth: Option<FrontAuth>,
     /// The keys `[auth]` names, read at load (and so at every reload); `None` = no front-door auth.
-    pub front_keys: Option<std::sync::Arc<super::FrontKeys>>,
+    pub front_keys: Option<std::sync::Arc<FrontKeys>>,
     pub tuning: Tuning,
     /// The file this came from, for reload.
     pub source: Option<PathBuf>,
@@ -508,19 +509,6 @@ pub struct Binding {
     pub upstream: String,
     /// The id forwarded instead of the requested one.
     pub upstream_model: Option<String>,
-}
-
-/// `[auth]`: optional front-door keys.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FrontAuth {
-    /// One key per line; re-read on reload.
-    pub keys_file: Option<PathBuf>,
-    /// Environment variable with one or more comma-separated keys.
-    pub keys_env: Option<String>,
-    /// Serve a non-loopback front door without keys (refused otherwise).
-    #[serde(default)]
-    pub allow_unauthenticated: bool,
 }
 
 /// IO driver choice.

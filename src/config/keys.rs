@@ -1,8 +1,22 @@
 //! Front-door API keys (`[auth]`, DESIGN.md §4 `auth.unauthorized`): loaded with the config (so
 //! a reload re-reads the file and the environment) and checked in constant time.
 
-use super::FrontAuth;
-use std::path::Path;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `[auth]` of `slotgate.toml` (beside the keys it names; the rest of the schema is in `file.rs`):
+/// optional front-door keys.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FrontAuth {
+    /// One key per line; re-read on reload.
+    pub keys_file: Option<PathBuf>,
+    /// Environment variable with one or more comma-separated keys.
+    pub keys_env: Option<String>,
+    /// Serve a non-loopback front door without keys (refused otherwise).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
 
 /// The accepted keys. `Debug` never prints them.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -13,7 +13,7 @@ mod schema;
 mod validate;
 
 pub use file::*;
-pub use keys::{ct_eq, FrontKeys};
+pub use keys::{ct_eq, FrontAuth, FrontKeys};
 pub use validate::{ConfigError, Problem};
 
 use std::path::{Path, PathBuf};

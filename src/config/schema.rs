@@ -8,6 +8,7 @@
 //! without this walk.
 
 use super::file::*;
+use super::keys::FrontAuth;
 use super::validate::Problem;
 use super::ConfigError;
 use serde::de::DeserializeOwned;

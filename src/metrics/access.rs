@@ -3,8 +3,17 @@
 //! contract (README "Operations").
 
 use super::record::{Record, ACCESS_TARGET};
-use super::recorder::RequestLine;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The request line and peer, read at hand-over (only when the decision log is enabled).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLine<'a> {
+    /// The client's address.
+    pub client: SocketAddr,
+    pub method: &'a str,
+    pub path: &'a str,
+}
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64

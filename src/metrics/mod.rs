@@ -12,8 +12,9 @@ pub mod record;
 pub mod recorder;
 mod render;
 
+pub use access::RequestLine;
 pub use record::{Record, RouteKind, SseCounter, ACCESS_TARGET};
-pub use recorder::{Hist, Recorder, RequestLine, WorkerMetrics};
+pub use recorder::{Hist, Recorder, WorkerMetrics};
 
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

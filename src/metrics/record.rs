@@ -6,7 +6,6 @@
 //! that only the access log needs (request id, model, breadcrumb) is copied only when the
 //! `slotgate::access` event is enabled.
 
-use super::recorder::WorkerMetrics;
 use crate::http::ErrorCode;
 use crate::routing::Breadcrumb;
 use std::time::{Duration, Instant};
@@ -217,18 +216,6 @@ impl Record {
     /// `n` bytes were written to the client.
     pub fn wrote(&mut self, n: usize) {
         self.bytes_out += n as u64;
-    }
-
-    /// Response body bytes read from the upstream and relayed (`wrote` counts what reached the
-    /// client). Counts SSE events of streams and records their inter-arrival gaps in `m`.
-    pub fn relayed(&mut self, body: &[u8], m: &WorkerMetrics) {
-        let now = Instant::now();
-        self.upstream_end = Some(now);
-        if self.stream && self.sse.feed(body) > 0 {
-            if let Some(prev) = self.last_event.replace(now) {
-                m.sse_gap(&self.upstream, now - prev);
-            }
-        }
     }
 
     /// slotgate answered itself with `status` (`code` when it is an error) in `n` bytes.

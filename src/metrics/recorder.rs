@@ -2,13 +2,14 @@
 //! worker owns one; only that worker and the `/metrics` scraper ever touch its mutex, so the
 //! lock is uncontended except for the instant of a scrape. Merged at scrape time.
 
+use super::access::{self, RequestLine};
 use super::record::{Record, RouteKind};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Significant figures of every histogram (1% relative error, small buckets).
 const SIGFIG: u8 = 2;
@@ -199,15 +200,6 @@ impl Recorder {
     }
 }
 
-/// The request line and peer, read at hand-over (only when the decision log is enabled).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestLine<'a> {
-    /// The client's address.
-    pub client: SocketAddr,
-    pub method: &'a str,
-    pub path: &'a str,
-}
-
 /// One worker's metrics: its recorder and the gauges it publishes.
 #[derive(Default)]
 pub struct WorkerMetrics {
@@ -226,7 +218,7 @@ impl WorkerMetrics {
             r.client_gone();
         }
         if r.log {
-            super::access::emit(r, &req, total);
+            access::emit(r, &req, total);
         }
         self.rec.lock().observe(r, total);
         r.start = None;
@@ -253,6 +245,22 @@ impl WorkerMetrics {
 
     pub(crate) fn merge_into(&self, into: &mut Recorder) {
         into.merge(&self.rec.lock());
+    }
+}
+
+// `relayed` sits here, not in `record.rs`: it writes into the worker's recorder, and the record
+// stays below the recorder (record.rs imports nothing of metrics).
+impl Record {
+    /// Response body bytes read from the upstream and relayed (`wrote` counts what reached the
+    /// client). Counts SSE events of streams and records their inter-arrival gaps in `m`.
+    pub fn relayed(&mut self, body: &[u8], m: &WorkerMetrics) {
+        let now = Instant::now();
+        self.upstream_end = Some(now);
+        if self.stream && self.sse.feed(body) > 0 {
+            if let Some(prev) = self.last_event.replace(now) {
+                m.sse_gap(&self.upstream, now - prev);
+            }
+        }
     }
 }
 

@@ -12,7 +12,9 @@
 //! fetch and a prefetch per request); when [`Routed::snapshot`] is `Some`, the request must keep
 //! *that* snapshot, since [`Decision::upstream`] indexes it.
 
-use super::snapshot::{Snapshot, UpstreamEntry, UpstreamId};
+use super::breadcrumb::Breadcrumb;
+use super::snapshot::Snapshot;
+use super::upstream::{UpstreamEntry, UpstreamId};
 use crate::error::{ErrorCode, ErrorReply};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -77,47 +79,6 @@ impl<'a> RequestFacts<'a> {
     pub fn id<'s>(&'s self, routing: &'s crate::config::Routing) -> &'s str {
         self.model_id()
             .unwrap_or_else(|| path_default(routing, self.path))
-    }
-}
-
-/// Which rule chose the upstream; rendered as the `X-Slotgate-Route` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Breadcrumb {
-    /// Step 0: a container advertises the id (`container:<name>`).
-    Container,
-    /// Step 1: a registry binding (`registry`).
-    Registry,
-    /// Step 2: the first upstream advertising the id (`passthrough:<name>`).
-    Passthrough,
-    /// Step 3: advertised after the cold prefetch (`prefetched:<name>`).
-    Prefetched,
-    /// Step 4: capability rules (`capability:<name>`).
-    Capability,
-}
-
-impl Breadcrumb {
-    /// The step (0–4) this breadcrumb stands for.
-    pub fn step(self) -> u8 {
-        match self {
-            Breadcrumb::Container => 0,
-            Breadcrumb::Registry => 1,
-            Breadcrumb::Passthrough => 2,
-            Breadcrumb::Prefetched => 3,
-            Breadcrumb::Capability => 4,
-        }
-    }
-
-    /// The header value for a decision on `upstream` (e.g. `container:chat`, `registry`).
-    pub fn render(self, upstream: &str) -> String {
-        let prefix = match self {
-            Breadcrumb::Container => "container:",
-            Breadcrumb::Registry => return "registry".to_string(),
-            Breadcrumb::Passthrough => "passthrough:",
-            Breadcrumb::Prefetched => "prefetched:",
-            Breadcrumb::Capability => "capability:",
-        };
-        format!("{prefix}{upstream}")
     }
 }
 

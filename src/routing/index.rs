@@ -5,7 +5,7 @@
 //! order advertising it — sits in one [`ModelRoute`] keyed by the id. Names and aliases are kept
 //! lowercased so step 4 compares case-insensitively without allocating.
 
-use super::snapshot::{ProbeStatus, UpstreamEntry, UpstreamId};
+use super::upstream::{ProbeStatus, UpstreamEntry, UpstreamId};
 use super::Breadcrumb;
 use crate::config::{Config, UpstreamKind};
 use std::collections::HashMap;

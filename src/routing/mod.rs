@@ -7,17 +7,20 @@
 #![deny(clippy::string_slice)]
 #![warn(missing_docs)]
 
+pub mod breadcrumb;
 pub mod dispatch;
 pub mod explain;
 pub mod facts;
 mod index;
 pub mod publish;
 pub mod snapshot;
+pub mod upstream;
 
+pub use breadcrumb::Breadcrumb;
 pub use dispatch::{
-    dispatch, dispatch_async, dispatch_blocking, outgoing_path, Breadcrumb, Decision,
-    DispatchError, FetchReason, FetchRequest, FetchTarget, FetchesDone, ModelFetcher, Outcome,
-    RequestFacts, Routed, Step,
+    dispatch, dispatch_async, dispatch_blocking, outgoing_path, Decision, DispatchError,
+    FetchReason, FetchRequest, FetchTarget, FetchesDone, ModelFetcher, Outcome, RequestFacts,
+    Routed, Step,
 };
 pub use explain::{explain, explain_with, routing_table, Explanation, StepVerdict};
 pub use facts::{
@@ -26,6 +29,7 @@ pub use facts::{
 };
 pub use publish::{LocalSnapshot, SnapshotCell, SnapshotRef};
 pub use snapshot::*;
+pub use upstream::*;
 
 #[cfg(test)]
 mod tests;
