@@ -7,6 +7,7 @@
 // (socket and buffer syscalls), `control::signal` (sigwait), `control::notify` (the clock).
 #![deny(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod mock;
+pub mod port;
 pub mod prometheus;
 pub mod proxy;
 pub mod routing;

@@ -70,7 +70,12 @@ impl Server {
         }));
         control.spawn()?;
         control.handle_sighup()?;
-        let shared = Arc::new(Shared::new(tuning, control.clone()));
+        let shared = Arc::new(Shared::new(
+            tuning,
+            control.cell().clone(),
+            control.port(),
+            control.front_door().clone(),
+        ));
         let workers = spawn_workers(shared.clone(), front)?;
         control.set_ready(workers.driver.as_str(), workers.handles.len());
         shared.metrics.set_driver(workers.driver.as_str());

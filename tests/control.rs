@@ -9,7 +9,7 @@ use mock::Backend;
 use serde_json::Value;
 use slotgate::config::Config;
 use slotgate::control::{self, Control};
-use slotgate::routing::{ProbeStatus, SlotState, Snapshot};
+use slotgate::routing::{catalog, ProbeStatus, SlotState, Snapshot};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
@@ -322,7 +322,7 @@ fn front_door_model_list_follows_snapshot() {
     );
     let c = started(config(&text));
     wait_for("warm", || models_of(&c.snapshot(), "agent") == ["m1"]);
-    let v: Value = serde_json::from_slice(&control::models_list_json(&c.snapshot())).unwrap();
+    let v: Value = serde_json::from_slice(&catalog::models_list_json(&c.snapshot())).unwrap();
     let ids: Vec<&str> = v["data"]
         .as_array()
         .unwrap()
@@ -337,12 +337,12 @@ fn front_door_model_list_follows_snapshot() {
     )
     .unwrap();
     let one: Value =
-        serde_json::from_slice(&control::model_json(&c.snapshot(), "m1").unwrap()).unwrap();
+        serde_json::from_slice(&catalog::model_json(&c.snapshot(), "m1").unwrap()).unwrap();
     assert_eq!(
         (one["owned_by"].as_str(), one["status"].as_str()),
         (Some("agent"), Some("loading"))
     );
-    assert!(control::model_json(&c.snapshot(), "nope").is_none());
+    assert!(catalog::model_json(&c.snapshot(), "nope").is_none());
     c.shutdown();
 }
 

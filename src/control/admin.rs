@@ -7,8 +7,9 @@
 
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+use super::plane::Control;
+use super::state::PushError;
 use super::wire::{Wire, WireError, MAX_HEAD};
-use super::{Control, PushError};
 use crate::config::ct_eq;
 use crate::config::UpstreamKind;
 use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead, ResponseWriter};
@@ -523,7 +524,7 @@ fn metrics(control: &Control) -> Reply {
     let (config, live, epoch) = control.live_view();
     let view = Snapshot::build(config, &live, epoch);
     let ups = || view.upstreams.iter();
-    let count = |name: &str, f: fn(&super::UpstreamCounters) -> u64| {
+    let count = |name: &str, f: fn(&crate::admission::UpstreamCounters) -> u64| {
         control.counters(name).map_or(0, |c| f(&c))
     };
     let mut out = String::new();

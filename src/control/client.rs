@@ -90,7 +90,7 @@ pub fn get_upstream(
 ) -> Result<Response, ClientError> {
     let url = u.parsed_url.as_ref().ok_or(ClientError::NoAddress)?;
     let tls = tls_for(url, u.ca_file.as_deref(), u.insecure_skip_verify)?;
-    let headers = super::auth_headers(u);
+    let headers = super::upstream::auth_headers(u);
     exchange(
         "GET",
         addrs,

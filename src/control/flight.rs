@@ -34,6 +34,15 @@ impl Ticket {
         (t, ModelsFetch { rx: Some(rx) })
     }
 
+    /// A ticket (holding the registration guard count) that completes `tx` when it fires: the
+    /// reply of a worker port's `Fetch`.
+    pub(crate) fn replying(tx: oneshot::Sender<()>) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            remaining: AtomicUsize::new(1),
+            tx: Mutex::new(Some(tx)),
+        })
+    }
+
     /// Counts one more fetch to wait for.
     pub(crate) fn add(&self) {
         self.remaining.fetch_add(1, Ordering::AcqRel);
@@ -68,6 +77,12 @@ pub struct ModelsFetch {
 }
 
 impl ModelsFetch {
+    /// The future of a worker port's `Fetch` reply, to wait on it in a test.
+    #[cfg(test)]
+    pub(crate) fn from_receiver(rx: oneshot::Receiver<()>) -> ModelsFetch {
+        ModelsFetch { rx: Some(rx) }
+    }
+
     /// Blocks the calling (non-worker) thread until the future completes.
     pub fn wait(self) {
         struct Unpark(std::thread::Thread);

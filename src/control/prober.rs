@@ -6,7 +6,9 @@
 //! `probe_backoff_ms` (±10% jitter, the last step repeating); a probe that turns healthy triggers
 //! a models refresh.
 
-use super::{client, fetchable, key, Control, Ident};
+use super::client;
+use super::state::Live;
+use super::upstream::{fetchable, key, Ident};
 use crate::config::{UpstreamConfig, UpstreamKind};
 use crate::routing::ProbeStatus;
 use parking_lot::{Condvar, Mutex};
@@ -27,7 +29,7 @@ struct Signals {
 pub(crate) struct Prober {
     ident: Ident,
     /// Fixed for the thread's life: a reload that changes any setting replaces the prober (its
-    /// live state, kept by [`Control`], carries over).
+    /// live state, kept by [`Live`], carries over).
     cfg: UpstreamConfig,
     signals: Mutex<Signals>,
     cv: Condvar,
@@ -37,7 +39,7 @@ impl Prober {
     /// Starts the thread, or `Ok(None)` when the upstream needs none (composite, or neither
     /// probed, fetched nor named by host).
     pub(crate) fn start(
-        control: Weak<Control>,
+        control: Weak<Live>,
         cfg: &UpstreamConfig,
     ) -> std::io::Result<Option<Arc<Prober>>> {
         let hostname = cfg
@@ -83,7 +85,7 @@ impl Prober {
         self.cv.notify_one();
     }
 
-    fn run(&self, control: Weak<Control>) {
+    fn run(&self, control: Weak<Live>) {
         let mut rng = Jitter::seeded(self as *const _ as u64);
         let now = Instant::now();
         let cfg = &self.cfg;
@@ -199,7 +201,7 @@ impl Prober {
 }
 
 /// Whether `cfg` is passing its probe and has requests in flight through this process.
-fn busy_and_passing(ctl: &Control, cfg: &UpstreamConfig) -> bool {
+fn busy_and_passing(ctl: &Live, cfg: &UpstreamConfig) -> bool {
     ctl.counters(&cfg.name).is_some_and(|c| c.requests() > 0)
         && ctl
             .snapshot()
@@ -224,7 +226,7 @@ fn backoff(cfg: &UpstreamConfig, fails: usize, rng: &mut Jitter) -> Duration {
 
 /// One health probe: `GET health_path` on the upstream's host; 2xx is passing. `None` when the
 /// control client cannot probe it at all.
-fn probe(ctl: &Control, cfg: &UpstreamConfig) -> Option<bool> {
+fn probe(ctl: &Live, cfg: &UpstreamConfig) -> Option<bool> {
     cfg.parsed_url.as_ref()?;
     let addrs = ctl.resolve(cfg);
     Some(

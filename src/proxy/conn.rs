@@ -441,7 +441,7 @@ pub struct Watch {
 /// The TLS handshake on a front door with `[listen] tls_cert`, bounded by the header timeout;
 /// the plain stream otherwise. `None` when the handshake failed (the connection is closed).
 async fn handshake(w: &Worker, stream: TcpStream, peer: SocketAddr) -> Option<ClientStream> {
-    let Some(cfg) = w.shared.control.front_door().current() else {
+    let Some(cfg) = w.shared.front_door.current() else {
         return Some(ClientStream::Plain(stream));
     };
     let limit = Duration::from_millis(w.shared.tuning.header_timeout_ms);

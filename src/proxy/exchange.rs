@@ -8,8 +8,8 @@ use super::pool;
 use super::stream::UpstreamStream;
 use super::upstream_error::{BadResponse, UpstreamError, UpstreamErrorKind};
 use super::worker::Worker;
+use crate::admission::{HeldGuard, Priority, Refusal};
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
-use crate::control::admission::{Priority, Refusal};
 use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, ResponseWriter, Status};
 use crate::routing::{
@@ -58,7 +58,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         Body::InBuf(r) => buf.get(r.clone()).unwrap_or_default(),
         Body::Owned(v) => v,
     };
-    let load = |n: &str| w.shared.control.load_json(n);
+    let load = |n: &str| crate::routing::catalog::load_json(&snap, n);
     let bf = match front::examine(&snap, &c.head, buf, body_bytes, &load) {
         Desk::Route(bf) => bf,
         Desk::Json(body) => return reply_json(c, 200, &body, &request_id, client_keep_alive).await,
@@ -70,8 +70,8 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
     // Dispatch, then the readiness gate (DESIGN.md §3): nothing is forwarded to a target that is
     // not ready. With `on_loading = "hold"` the request waits for a publication that makes it
     // ready (re-dispatching each time: a loaded slot may now advertise the model).
-    let control = &w.shared.control;
-    let mut hold: Option<(Instant, Option<crate::control::counters::HeldGuard>)> = None;
+    let cell = &w.shared.cell;
+    let mut hold: Option<(Instant, HeldGuard)> = None;
     let mut woke = false;
     let decision: Decision = loop {
         let decision = match decide(w, &mut snap, &rf).await {
@@ -93,14 +93,17 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         if !woke && matches!(state, SlotState::Offline | SlotState::Error) {
             woke = true;
             let debounce = Duration::from_millis(entry.cfg.hold_timeout_ms.max(30_000));
-            control.wake(entry.name(), rf.model_id(), debounce);
+            if entry.cfg.wake_url.is_some() && entry.counters().claim_wake(Instant::now(), debounce)
+            {
+                w.shared.port.wake(entry.name(), rf.model_id());
+            }
         }
         let now = Instant::now();
         let deadline = match &hold {
             Some((d, _)) => *d,
             None if entry.cfg.on_loading == OnLoading::Hold => {
                 let d = now + Duration::from_millis(entry.cfg.hold_timeout_ms);
-                let guard = control.counters(entry.name()).map(|c| c.hold());
+                let guard = entry.counters().hold();
                 hold = Some((d, guard));
                 c.rec.wait_start();
                 d
@@ -112,8 +115,8 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
             return reply_error(c, &reply, &request_id, client_keep_alive).await;
         }
         // Register for the next publication first, then look again: no lost wake-up.
-        let next = control.next_publish();
-        let latest = control.cell().load();
+        let next = cell.next_publish();
+        let latest = cell.load();
         if latest.epoch != snap.epoch {
             snap = Rc::new(latest);
             continue;
@@ -123,13 +126,13 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
             _ = client_gone(c.watch.as_ref()) => return Outcome::Close,
         };
         if woken {
-            snap = Rc::new(control.cell().load());
+            snap = Rc::new(cell.load());
         }
     };
     drop(hold);
     c.rec.wait_end();
     let entry = snap.upstream(decision.upstream);
-    let counters = control.counters(entry.name());
+    let counters = Some(entry.counters().clone());
     let Some(&addr) = entry.live.addrs.first() else {
         let reply = ErrorReply::new(
             ErrorCode::UpstreamUnavailable,

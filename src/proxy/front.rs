@@ -5,8 +5,8 @@
 
 use super::forward;
 use super::request_id::RequestId;
-use crate::control::LoadOf;
 use crate::http::{ErrorCode, ErrorReply, RequestHead};
+use crate::routing::catalog::{self, LoadOf};
 use crate::routing::facts::{self, BodyFacts};
 use crate::routing::{Decision, RequestFacts, Snapshot, UpstreamEntry};
 
@@ -54,11 +54,11 @@ pub fn examine<'a>(
     }
     if head.method() == crate::http::Method::Get {
         if path == "/v1/models" {
-            return Desk::Json(crate::control::models_list_json_with(snap, load));
+            return Desk::Json(catalog::models_list_json_with(snap, load));
         }
         if let Some(id) = path.strip_prefix("/v1/models/") {
             let id = crate::http::target::decode_segment(id.as_bytes());
-            return match crate::control::model_json_with(snap, &id, load) {
+            return match catalog::model_json_with(snap, &id, load) {
                 Some(body) => Desk::Json(body),
                 None => Desk::Error(
                     ErrorReply::new(

@@ -23,9 +23,10 @@ pub use exchange::loading_reply;
 pub use worker::{spawn_workers, Driver, Workers};
 
 use crate::config::Tuning;
-use crate::control::Control;
 use crate::metrics::Metrics;
+use crate::port::Port;
 use crate::routing::SnapshotCell;
+use crate::tls::FrontDoor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -37,8 +38,11 @@ pub struct Shared {
     pub tuning: Tuning,
     /// Set on SIGTERM: stop accepting, finish in-flight exchanges, close idle connections.
     pub draining: AtomicBool,
-    /// The control plane.
-    pub control: Arc<Control>,
+    /// What workers tell the control plane (a refused connect, a wake, a cold fetch): the only
+    /// way to it, and it never blocks (DESIGN.md §7).
+    pub port: Port,
+    /// The front door's TLS certificate (the control plane swaps it on reload).
+    pub front_door: Arc<FrontDoor>,
     /// Seed of generated request ids (differs per process).
     pub id_seed: u64,
     /// Per-worker recorders, merged at scrape (`GET /metrics`).
@@ -49,17 +53,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state over `cell`.
-    pub fn new(tuning: Tuning, control: Arc<Control>) -> Shared {
+    /// Shared state over `cell`, reporting through `port`.
+    pub fn new(
+        tuning: Tuning,
+        cell: Arc<SnapshotCell>,
+        port: Port,
+        front_door: Arc<FrontDoor>,
+    ) -> Shared {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         Shared {
-            cell: control.cell().clone(),
+            cell,
             tuning,
             draining: AtomicBool::new(false),
-            control,
+            port,
+            front_door,
             id_seed: t ^ (u64::from(std::process::id()) << 32),
             metrics: Arc::new(Metrics::new()),
             test_panics: cfg!(debug_assertions)

@@ -1,5 +1,5 @@
-//! The proxy's use of the control plane: fetches dispatch asks for, fast failure marking, and
-//! in-flight accounting.
+//! The proxy's side of the worker port ([`crate::port`], DESIGN.md §7): the fetches dispatch asks
+//! for and fast failure marking, sent as messages; no worker touches control state.
 
 use super::worker::Worker;
 use crate::routing::{FetchRequest, ModelFetcher, Snapshot};
@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Adapts the control plane to dispatch's [`ModelFetcher`].
+/// Adapts the worker port to dispatch's [`ModelFetcher`].
 pub struct ControlFetcher<'a> {
     w: &'a Rc<Worker>,
 }
@@ -22,16 +22,15 @@ impl<'a> ControlFetcher<'a> {
 impl ModelFetcher for ControlFetcher<'_> {
     async fn fetch(&self, req: &FetchRequest) -> Arc<Snapshot> {
         let names: Vec<String> = req.targets.iter().map(|t| t.name.clone()).collect();
-        self.w
-            .shared
-            .control
-            .fetch_models(&names, Duration::from_millis(req.timeout_ms))
-            .await;
-        self.w.shared.control.cell().load()
+        let timeout = Duration::from_millis(req.timeout_ms);
+        let done = self.w.shared.port.fetch(names, timeout);
+        // The control side replies by `timeout` too; this bound holds even if it is busy.
+        let _ = monoio::time::timeout(timeout, done).await;
+        self.w.shared.cell.load()
     }
 }
 
 /// Marks `upstream` down after a refused connection.
 pub fn mark_down(w: &Rc<Worker>, upstream: &str) {
-    w.shared.control.mark_down(upstream);
+    w.shared.port.mark_down(upstream);
 }

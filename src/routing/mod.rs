@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod breadcrumb;
+pub mod catalog;
 pub mod dispatch;
 pub mod explain;
 pub mod facts;

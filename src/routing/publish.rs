@@ -7,12 +7,17 @@
 //! moved, the worker loads the new `Arc` once. A request holds its `Rc` for its whole life
 //! (streams included), so it finishes on the snapshot it started with.
 //!
+//! Held requests (`on_loading = "hold"`, DESIGN.md §3) wait for the next publication with
+//! [`SnapshotCell::next_publish`], so a worker never asks the control plane when to look again.
+//!
 //! Reclamation: an old snapshot is freed when the last `Arc` to it drops: the cell's own reference
 //! goes at the next publish, each worker's cached one at its next read after the epoch moved, and
 //! each in-flight request's when it ends. Nothing is freed while anything can still read it.
 
 use super::Snapshot;
 use arc_swap::ArcSwap;
+use futures_channel::oneshot;
+use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,7 @@ use std::sync::Arc;
 pub struct SnapshotCell {
     current: ArcSwap<Snapshot>,
     epoch: AtomicU64,
+    published: PublishWaiters,
 }
 
 impl SnapshotCell {
@@ -31,14 +37,23 @@ impl SnapshotCell {
         SnapshotCell {
             current: ArcSwap::from_pointee(first),
             epoch: AtomicU64::new(epoch),
+            published: PublishWaiters::default(),
         }
     }
 
-    /// Publishes `snap` (its `epoch` must be greater than the current one) and bumps the epoch.
+    /// Publishes `snap` (its `epoch` must be greater than the current one), bumps the epoch and
+    /// wakes whoever waits for a publication.
     pub fn publish(&self, snap: Snapshot) {
         let e = snap.epoch;
         self.current.store(Arc::new(snap));
         self.epoch.store(e, Ordering::Release);
+        self.published.notify();
+    }
+
+    /// Resolves at the next publication (or when the cell goes away): what a held request waits
+    /// on. Register first, then re-check the epoch, and no publication is missed.
+    pub fn next_publish(&self) -> oneshot::Receiver<()> {
+        self.published.next()
     }
 
     /// The current epoch.
@@ -49,6 +64,32 @@ impl SnapshotCell {
     /// The current snapshot (an `Arc` clone: for the control side, not the request path).
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+}
+
+/// Wakes futures on the next snapshot publication (held requests wait on it; no polling).
+#[derive(Default)]
+struct PublishWaiters {
+    waiters: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+impl PublishWaiters {
+    /// Resolves at the next publication (or when the cell goes away).
+    fn next(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.waiters.lock();
+        // Drop senders whose waiters gave up, so a long outage does not grow the list.
+        w.retain(|t| !t.is_canceled());
+        w.push(tx);
+        rx
+    }
+
+    /// Wakes every waiter.
+    fn notify(&self) {
+        let waiting = std::mem::take(&mut *self.waiters.lock());
+        for tx in waiting {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -147,6 +188,22 @@ mod tests {
         assert!(weak.upgrade().is_some(), "the request still holds epoch 1");
         drop(held);
         assert!(weak.upgrade().is_none(), "nothing else keeps epoch 1 alive");
+    }
+
+    #[test]
+    fn a_publication_wakes_its_waiters_once() {
+        let cell = SnapshotCell::new(snap(1));
+        let mut a = cell.next_publish();
+        let mut b = cell.next_publish();
+        assert_eq!(a.try_recv(), Ok(None));
+        cell.publish(snap(2));
+        assert_eq!((a.try_recv(), b.try_recv()), (Ok(Some(())), Ok(Some(()))));
+        let mut c = cell.next_publish();
+        assert_eq!(
+            c.try_recv(),
+            Ok(None),
+            "a waiter registered after waits for the next one"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! What a snapshot knows about each upstream: its id, lifecycle state, probe result, model cache
-//! and addresses (DESIGN.md §1), as the control side keeps them live and a [`Snapshot`] freezes
+//! What a snapshot knows about each upstream: its id, lifecycle state, probe result, model cache,
+//! addresses and in-flight counters (DESIGN.md §1, §3a), as the control side keeps them live and a [`Snapshot`] freezes
 //! them. Below both the snapshot and its index.
 //!
 //! [`Snapshot`]: super::Snapshot
 
+use crate::admission::UpstreamCounters;
 use crate::config::{UpstreamConfig, UpstreamKind};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,6 +129,9 @@ pub struct LiveUpstream {
     pub pushed: Option<PushedState>,
     /// Resolved addresses (IP literal, or DNS done by the control thread).
     pub addrs: Arc<[SocketAddr]>,
+    /// In-flight counters and the concurrency gate: shared with every worker, and the same `Arc`
+    /// in every snapshot while the upstream's name stays (the control side keeps it on reload).
+    pub counters: Arc<UpstreamCounters>,
 }
 
 /// Live state of every upstream, keyed by lowercase upstream name.
@@ -157,6 +161,18 @@ impl UpstreamEntry {
     /// The upstream's kind.
     pub fn kind(&self) -> UpstreamKind {
         self.cfg.kind
+    }
+
+    /// Its in-flight counters and concurrency gate (lock-free; shared by every worker).
+    #[inline]
+    pub fn counters(&self) -> &Arc<UpstreamCounters> {
+        &self.live.counters
+    }
+
+    /// Its load now (requests in flight plus open streams), what replicas are compared by.
+    #[inline]
+    pub fn load(&self) -> u64 {
+        self.live.counters.load()
     }
 
     /// The state the readiness gate uses (DESIGN.md §1, §3).

@@ -1,5 +1,4 @@
-//! Admission (DESIGN.md §3a): per-upstream concurrency budgets with a fair priority queue, the
-//! publish notifier that held requests wait on, and the debounced wake hook.
+//! The concurrency gate (DESIGN.md §3a): a per-upstream budget with a fair priority queue.
 //!
 //! The budget is shared by every worker. Under the limit, entering is one compare-and-swap and
 //! leaving is one atomic decrement plus one atomic load: no lock on the fast path. Only when the
@@ -283,31 +282,6 @@ impl Drop for WaitGuard<'_> {
         // Not queued any more: a permit was sent to us; dropping it passes it on.
         if let Ok(Some(p)) = rx.try_recv() {
             drop(p);
-        }
-    }
-}
-
-/// Wakes futures on the next snapshot publication (held requests wait on it; no polling).
-#[derive(Default)]
-pub struct PublishWaiters {
-    waiters: Mutex<Vec<oneshot::Sender<()>>>,
-}
-
-impl PublishWaiters {
-    /// Resolves at the next publication (or when the control plane goes away).
-    pub fn next(&self) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let mut w = self.waiters.lock();
-        // Drop senders whose waiters gave up, so a long outage does not grow the list.
-        w.retain(|t| !t.is_canceled());
-        w.push(tx);
-        rx
-    }
-
-    /// Wakes every waiter.
-    pub fn notify(&self) {
-        for tx in std::mem::take(&mut *self.waiters.lock()) {
-            let _ = tx.send(());
         }
     }
 }

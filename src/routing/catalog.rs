@@ -1,8 +1,9 @@
 //! The front door's `GET /v1/models` and `GET /v1/models/{id}` bodies (DESIGN.md §3b): pure
-//! functions of a snapshot, so workers answer them without contacting any upstream.
+//! functions of a snapshot (its load figures included: the counters travel in it), so workers
+//! answer them without contacting any upstream or the control plane.
 
+use super::{SlotState, Snapshot, UpstreamEntry};
 use crate::config::UpstreamKind;
-use crate::routing::{SlotState, Snapshot, UpstreamEntry};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -83,6 +84,18 @@ pub fn owner<'s>(snap: &'s Snapshot, id: &str) -> Option<(&'s str, ModelStatus)>
 
 /// Live load of an upstream for the model list (`{inflight, queued, held}`), if known.
 pub type LoadOf<'a> = &'a dyn Fn(&str) -> Option<Value>;
+
+/// `{inflight, streams, queued, held}` of upstream `name`, read from the counters the snapshot
+/// carries: the front door's [`LoadOf`].
+pub fn load_json(snap: &Snapshot, name: &str) -> Option<Value> {
+    let c = snap.by_name(name)?.counters();
+    Some(json!({
+        "inflight": c.requests(),
+        "streams": c.streams(),
+        "queued": c.gate.waiting(),
+        "held": c.held(),
+    }))
+}
 
 fn entry(snap: &Snapshot, id: &str, load: LoadOf<'_>) -> Value {
     let (owned_by, status) = owner(snap, id).unwrap_or(("slotgate", ModelStatus::Offline));
@@ -281,6 +294,17 @@ kind = "composite"
         s2.epoch += 1;
         assert!(!Rc::ptr_eq(&a, &m.list(&s2)));
         assert_eq!(&*a, models_list_json(&s).as_slice());
+    }
+
+    #[test]
+    fn load_reads_the_snapshot_counters() {
+        let s = snap();
+        let _g = s.by_name("or").unwrap().counters().request();
+        let body = model_json_with(&s, "r1", &|n| load_json(&s, n)).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["load"]["inflight"], 1, "{v}");
+        assert_eq!(v["load"]["queued"], 0, "{v}");
+        assert!(load_json(&s, "ghost").is_none());
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! Per-upstream in-flight accounting (DESIGN.md §3 "counts as serving"): lock-free atomics that
-//! workers bump on the request path and the admin API reads.
+//! Per-upstream in-flight accounting (DESIGN.md §3 "counts as serving", §3a): lock-free atomics
+//! that workers bump on the request path and the admin API reads, plus the wake hook's debounce
+//! latch (DESIGN.md §3 "wake hook"), so workers decide without asking the control plane.
 
-use super::admission::Gate;
+use super::gate::Gate;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// In-flight requests and open streams of one upstream, shared by every worker.
 ///
-/// Workers look the `Arc` up once per request ([`super::Control::counters`]) and hold a guard for
-/// the request's life; the same `Arc` survives reloads while the upstream's name stays, so a
-/// request that started before a reload still decrements what it incremented.
+/// The `Arc` travels in the routing snapshot (the upstream's live state): a worker takes it from
+/// the entry it routed to and holds a guard for the request's life. The control plane hands the
+/// same `Arc` to every later snapshot while the upstream's name stays, so a request that started
+/// before a reload still decrements what it incremented.
 pub struct UpstreamCounters {
     requests: AtomicU64,
     streams: AtomicU64,
     total: AtomicU64,
     held: AtomicU64,
+    /// When the wake hook was last claimed, in ms after `born` plus one (0 = never / forgotten).
+    woke_at: AtomicU64,
+    born: Instant,
     /// The upstream's concurrency budget (`max_inflight`, `max_queue`; 0 = unlimited).
     pub gate: Arc<Gate>,
 }
@@ -26,6 +32,8 @@ impl Default for UpstreamCounters {
             streams: AtomicU64::new(0),
             total: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            woke_at: AtomicU64::new(0),
+            born: Instant::now(),
             gate: Gate::new(0, 0),
         }
     }
@@ -80,6 +88,30 @@ impl UpstreamCounters {
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
+
+    /// The load figure replicas are compared by: requests in flight plus open streams.
+    #[inline]
+    pub fn load(&self) -> u64 {
+        self.requests() + self.streams()
+    }
+
+    /// Claims the right to fire the wake hook at `now`: true for exactly one caller per
+    /// `debounce` window across every worker (one compare-and-swap; no lock).
+    pub fn claim_wake(&self, now: Instant, debounce: Duration) -> bool {
+        let at = now.saturating_duration_since(self.born).as_millis() as u64 + 1;
+        let last = self.woke_at.load(Ordering::Relaxed);
+        if last != 0 && at.saturating_sub(last) < debounce.as_millis() as u64 {
+            return false;
+        }
+        self.woke_at
+            .compare_exchange(last, at, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Forgets the last wake (the upstream became ready), so the next outage wakes again.
+    pub fn forget_wake(&self) {
+        self.woke_at.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Keeps one request counted; [`InflightGuard::streaming`] also counts it as an open stream.
@@ -124,6 +156,28 @@ mod tests {
         assert_eq!((c.requests(), c.streams()), (1, 0));
         drop(g1);
         assert_eq!((c.requests(), c.total()), (0, 2));
+    }
+
+    #[test]
+    fn one_wake_per_debounce_window() {
+        let c = UpstreamCounters::default();
+        let t0 = Instant::now();
+        let d = Duration::from_secs(30);
+        assert!(c.claim_wake(t0, d));
+        assert!(!c.claim_wake(t0, d));
+        assert!(!c.claim_wake(t0 + Duration::from_secs(29), d));
+        assert!(c.claim_wake(t0 + Duration::from_secs(31), d));
+        c.forget_wake();
+        assert!(c.claim_wake(t0 + Duration::from_secs(32), d));
+    }
+
+    #[test]
+    fn load_is_requests_plus_streams() {
+        let c = Arc::new(UpstreamCounters::default());
+        let _a = c.request();
+        let mut b = c.request();
+        b.streaming();
+        assert_eq!(c.load(), 3);
     }
 }
 
