@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod fuzzing;
 pub mod http;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mock;

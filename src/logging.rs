@@ -461,6 +461,16 @@ fn debug_str(out: &mut Vec<u8>, v: &str) {
     }
 }
 
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`), for the log line that
+/// reports it (a worker's contained panic, an admin connection's).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Per-upstream in-flight accounting (DESIGN.md §3 "counts as serving", §3a): lock-free atomics
 //! that workers bump on the request path and the admin API reads, plus the wake hook's debounce
-//! latch (DESIGN.md §3 "wake hook"), so workers decide without asking the control plane.
+//! latch (DESIGN.md §3a `wake_url`), so workers decide without asking the control plane.
 
 use super::gate::Gate;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -37,7 +37,7 @@ pub fn spawn_admin(
     control: Arc<Control>,
     addr: SocketAddr,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = bind_reuseport(crate::proxy::sys::concrete_port(addr)?)?;
+    let listener = bind_reuseport(crate::listener::concrete_port(addr)?)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
     let h = std::thread::Builder::new()
@@ -183,7 +183,7 @@ fn answer_request(control: &Control, req: &Request) -> Option<Reply> {
             tracing::error!(
                 method = %req.method,
                 path = %req.path,
-                panic = crate::proxy::contain::panic_message(payload.as_ref()),
+                panic = crate::logging::panic_message(payload.as_ref()),
                 "an admin request panicked (a bug); closed that connection only"
             );
             None

@@ -1,4 +1,4 @@
-//! The wake hook (DESIGN.md §3 "wake hook"): a POST of `{"slot", "model", "reason": "request"}`
+//! The wake hook (DESIGN.md §3a `wake_url`): a POST of `{"slot", "model", "reason": "request"}`
 //! to an offline slot's `wake_url`, on its own thread so nothing waits for it. Who may fire it is
 //! decided before (one claim per debounce window on the upstream's counters).
 

@@ -9,6 +9,7 @@
 use super::request_id::RequestId;
 use super::worker::Worker;
 use crate::http::{ErrorCode, ErrorReply};
+use crate::logging::panic_message;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::RawFd;
@@ -143,15 +144,6 @@ impl<F: Future<Output = ()>> Future for Contained<F> {
             }
         }
     }
-}
-
-/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(non-string panic payload)")
 }
 
 fn on_panic(w: &Worker, probe: &ConnProbe, msg: &str) {

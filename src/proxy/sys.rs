@@ -142,16 +142,6 @@ pub fn set_cloexec(fd: RawFd) {
     }
 }
 
-/// `addr` with a concrete port: port 0 becomes a free port taken by an exclusive bind (then
-/// released). A port-0 bind with `SO_REUSEPORT` may be handed a port another reuse-port
-/// listener of this user already holds, and the two would then share connections.
-pub fn concrete_port(addr: SocketAddr) -> io::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    std::net::TcpListener::bind(addr)?.local_addr()
-}
-
 /// Returns freed heap memory to the kernel (glibc keeps it in its arenas otherwise, so RSS would
 /// stay at the peak of a past burst).
 pub fn trim_heap() {

@@ -144,7 +144,7 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
     tracing::info!(driver = driver.as_str(), workers = n, "starting workers");
     let mut handles = Vec::with_capacity(n);
     // Every worker joins one concrete port (see `concrete_port` for why not port 0).
-    let mut bound = super::sys::concrete_port(addr)?;
+    let mut bound = crate::listener::concrete_port(addr)?;
     for id in 0..n {
         let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();

@@ -7,7 +7,7 @@
 //! moved, the worker loads the new `Arc` once. A request holds its `Rc` for its whole life
 //! (streams included), so it finishes on the snapshot it started with.
 //!
-//! Held requests (`on_loading = "hold"`, DESIGN.md §3) wait for the next publication with
+//! Held requests (`on_loading = "hold"`, DESIGN.md §3a) wait for the next publication with
 //! [`SnapshotCell::next_publish`], so a worker never asks the control plane when to look again.
 //!
 //! Reclamation: an old snapshot is freed when the last `Arc` to it drops: the cell's own reference
