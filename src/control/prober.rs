@@ -86,118 +86,184 @@ impl Prober {
     }
 
     fn run(&self, control: Weak<Live>) {
-        let mut rng = Jitter::seeded(self as *const _ as u64);
-        let now = Instant::now();
+        let mut sched = Schedule::new(&self.cfg, self as *const _ as u64);
+        loop {
+            if !self.wait_due(&mut sched) {
+                return;
+            }
+            let Some(ctl) = control.upgrade() else { return };
+            match sched.probe_if_due(self, &ctl) {
+                None => return, // removed by a reload
+                Some(false) => continue,
+                Some(true) => {}
+            }
+            sched.refresh_if_due(&self.cfg, &ctl);
+            sched.resolve_if_due(&self.cfg, &ctl);
+        }
+    }
+
+    /// Sleeps until something in `sched` is due, applying signals as they come; false on stop.
+    fn wait_due(&self, sched: &mut Schedule) -> bool {
         let cfg = &self.cfg;
+        let mut s = self.signals.lock();
+        loop {
+            if s.stop {
+                return false;
+            }
+            if std::mem::take(&mut s.down) && cfg.probed() {
+                sched.fails = sched.fails.max(1);
+                sched.next_probe = Some(Instant::now() + backoff(cfg, 0, &mut sched.rng));
+                sched.next_refresh = None;
+            }
+            if std::mem::take(&mut s.wake) && cfg.probed() {
+                sched.next_probe = Some(Instant::now());
+            }
+            match sched.due() {
+                Some(d) if d <= Instant::now() => return true,
+                Some(d) => {
+                    self.cv.wait_until(&mut s, d);
+                }
+                None => self.cv.wait(&mut s),
+            }
+        }
+    }
+}
+
+/// When a prober next probes, refreshes models and re-resolves, and how many probes failed in a
+/// row.
+struct Schedule {
+    next_probe: Option<Instant>,
+    next_refresh: Option<Instant>,
+    next_dns: Option<Instant>,
+    fails: usize,
+    hostname: bool,
+    rng: Jitter,
+}
+
+impl Schedule {
+    fn new(cfg: &UpstreamConfig, salt: u64) -> Schedule {
+        let now = Instant::now();
         let hostname = cfg
             .parsed_url
             .as_ref()
             .is_some_and(|u| u.literal_addr().is_none());
-        let mut next_probe = cfg.probed().then_some(now);
-        // Probed upstreams refresh models once a probe passes; others from the start.
-        let mut next_refresh = (fetchable(cfg) && !cfg.probed()).then_some(now);
-        let mut next_dns = hostname.then_some(now);
-        let mut fails: usize = 0;
-        loop {
-            {
-                let mut s = self.signals.lock();
-                loop {
-                    if s.stop {
-                        return;
-                    }
-                    if std::mem::take(&mut s.down) && cfg.probed() {
-                        fails = fails.max(1);
-                        next_probe = Some(Instant::now() + backoff(cfg, 0, &mut rng));
-                        next_refresh = None;
-                    }
-                    if std::mem::take(&mut s.wake) && cfg.probed() {
-                        next_probe = Some(Instant::now());
-                    }
-                    let due = [next_probe, next_refresh, next_dns]
-                        .into_iter()
-                        .flatten()
-                        .min();
-                    match due {
-                        Some(d) if d <= Instant::now() => break,
-                        Some(d) => {
-                            self.cv.wait_until(&mut s, d);
-                        }
-                        None => self.cv.wait(&mut s),
-                    }
-                }
-            }
-            let Some(ctl) = control.upgrade() else { return };
-            let now = Instant::now();
-            if next_probe.is_some_and(|t| t <= now) && busy_and_passing(&ctl, cfg) {
-                // Requests in flight prove it alive (a failed connect marks it down at once),
-                // and a server that runs one request at a time (llama-cpp-python) would answer
-                // the probe only after them, past its timeout: probe again once it is idle.
-                next_probe = Some(now + ms(cfg.probe_interval_ms));
-            } else if next_probe.is_some_and(|t| t <= now) {
-                let Some(passing) = probe(&ctl, cfg) else {
-                    // Cannot probe this scheme: stop probing and leave the status Unknown.
-                    next_probe = None;
-                    continue;
-                };
-                next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
-                let mut fetched_now = false;
-                if passing && fetchable(cfg) {
-                    // Coming up with a cold cache: fetch the model list before publishing the
-                    // upstream as ready, so no request sees it ready yet unaware of its models.
-                    let cold_turning_up = ctl.snapshot().by_name(&cfg.name).is_some_and(|u| {
-                        u.live.probe != ProbeStatus::Passing && !u.live.models.is_warm()
-                    });
-                    if cold_turning_up {
-                        ctl.fetch_models(std::slice::from_ref(&cfg.name), ms(cfg.probe_timeout_ms))
-                            .wait();
-                        // A failed fetch leaves the cache cold: the refresh below retries it.
-                        fetched_now = ctl
-                            .snapshot()
-                            .by_name(&cfg.name)
-                            .is_some_and(|u| u.live.models.is_warm());
-                    }
-                }
-                let Some(prev) = ctl.record_probe(&cfg.name, &self.ident, passing) else {
-                    return; // removed by a reload
-                };
-                if passing {
-                    fails = 0;
-                    next_probe = Some(Instant::now() + ms(cfg.probe_interval_ms));
-                    if prev != ProbeStatus::Passing {
-                        tracing::info!(upstream = %cfg.name, "probe passing");
-                    }
-                    // Turned healthy (or this prober just started): refresh the models now,
-                    // unless that fetch just ran above.
-                    if fetched_now {
-                        next_refresh = Some(Instant::now() + ms(cfg.models_refresh_ms));
-                    } else if fetchable(cfg)
-                        && (prev != ProbeStatus::Passing || next_refresh.is_none())
-                    {
-                        next_refresh = Some(Instant::now());
-                    }
-                } else {
-                    if prev != ProbeStatus::Failing {
-                        tracing::warn!(upstream = %cfg.name, "probe failing");
-                    }
-                    next_probe = Some(Instant::now() + backoff(cfg, fails, &mut rng));
-                    fails += 1;
-                    next_refresh = None;
-                }
-            }
-            if next_refresh.is_some_and(|t| t <= Instant::now()) && busy_and_passing(&ctl, cfg) {
-                // Same reason: a model-list refresh waits until the upstream is idle.
-                next_refresh = Some(Instant::now() + ms(cfg.probe_interval_ms));
-            } else if next_refresh.is_some_and(|t| t <= Instant::now()) {
-                ctl.start_fetch(&key(&cfg.name), None);
-                next_refresh = fetchable(cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
-                next_dns = hostname.then(|| Instant::now() + DNS_REFRESH);
-            }
-            if next_dns.is_some_and(|t| t <= Instant::now()) {
-                ctl.resolve(cfg);
-                next_dns = Some(Instant::now() + DNS_REFRESH);
-            }
+        Schedule {
+            next_probe: cfg.probed().then_some(now),
+            // Probed upstreams refresh models once a probe passes; others from the start.
+            next_refresh: (fetchable(cfg) && !cfg.probed()).then_some(now),
+            next_dns: hostname.then_some(now),
+            fails: 0,
+            hostname,
+            rng: Jitter::seeded(salt),
         }
     }
+
+    /// The earliest due time.
+    fn due(&self) -> Option<Instant> {
+        [self.next_probe, self.next_refresh, self.next_dns]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Probes when due. `None`: the upstream is gone; `Some(false)`: skip the rest of this
+    /// round (probing stopped); `Some(true)`: go on.
+    fn probe_if_due(&mut self, p: &Prober, ctl: &Live) -> Option<bool> {
+        let cfg = &p.cfg;
+        let now = Instant::now();
+        if self.next_probe.is_none_or(|t| t > now) {
+            return Some(true);
+        }
+        if busy_and_passing(ctl, cfg) {
+            // Requests in flight prove it alive (a failed connect marks it down at once), and a
+            // server that runs one request at a time (llama-cpp-python) would answer the probe
+            // only after them, past its timeout: probe again once it is idle.
+            self.next_probe = Some(now + ms(cfg.probe_interval_ms));
+            return Some(true);
+        }
+        let Some(passing) = probe(ctl, cfg) else {
+            // Cannot probe this scheme: stop probing and leave the status Unknown.
+            self.next_probe = None;
+            return Some(false);
+        };
+        self.next_dns = self.hostname.then(|| Instant::now() + DNS_REFRESH);
+        let fetched_now = passing && fetch_if_cold_turning_up(ctl, cfg);
+        let prev = ctl.record_probe(&cfg.name, &p.ident, passing)?;
+        if passing {
+            self.passed(cfg, prev, fetched_now);
+        } else {
+            self.failed(cfg, prev);
+        }
+        Some(true)
+    }
+
+    fn passed(&mut self, cfg: &UpstreamConfig, prev: ProbeStatus, fetched_now: bool) {
+        self.fails = 0;
+        self.next_probe = Some(Instant::now() + ms(cfg.probe_interval_ms));
+        if prev != ProbeStatus::Passing {
+            tracing::info!(upstream = %cfg.name, "probe passing");
+        }
+        // Turned healthy (or this prober just started): refresh the models now, unless that
+        // fetch just ran.
+        if fetched_now {
+            self.next_refresh = Some(Instant::now() + ms(cfg.models_refresh_ms));
+        } else if fetchable(cfg) && (prev != ProbeStatus::Passing || self.next_refresh.is_none()) {
+            self.next_refresh = Some(Instant::now());
+        }
+    }
+
+    fn failed(&mut self, cfg: &UpstreamConfig, prev: ProbeStatus) {
+        if prev != ProbeStatus::Failing {
+            tracing::warn!(upstream = %cfg.name, "probe failing");
+        }
+        self.next_probe = Some(Instant::now() + backoff(cfg, self.fails, &mut self.rng));
+        self.fails += 1;
+        self.next_refresh = None;
+    }
+
+    /// Starts a model-list refresh when due (later if the upstream is busy).
+    fn refresh_if_due(&mut self, cfg: &UpstreamConfig, ctl: &Live) {
+        if self.next_refresh.is_none_or(|t| t > Instant::now()) {
+            return;
+        }
+        if busy_and_passing(ctl, cfg) {
+            // Same reason as for probes: a model-list refresh waits until the upstream is idle.
+            self.next_refresh = Some(Instant::now() + ms(cfg.probe_interval_ms));
+            return;
+        }
+        ctl.start_fetch(&key(&cfg.name), None);
+        self.next_refresh = fetchable(cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
+        self.next_dns = self.hostname.then(|| Instant::now() + DNS_REFRESH);
+    }
+
+    /// Re-resolves the host name when due.
+    fn resolve_if_due(&mut self, cfg: &UpstreamConfig, ctl: &Live) {
+        if self.next_dns.is_some_and(|t| t <= Instant::now()) {
+            ctl.resolve(cfg);
+            self.next_dns = Some(Instant::now() + DNS_REFRESH);
+        }
+    }
+}
+
+/// A probe passed on an upstream coming up with a cold cache: fetch the model list before the
+/// probe result is published, so no request sees it ready yet unaware of its models. Returns
+/// whether the cache is warm now (a failed fetch leaves it cold: the refresh retries it).
+fn fetch_if_cold_turning_up(ctl: &Live, cfg: &UpstreamConfig) -> bool {
+    if !fetchable(cfg) {
+        return false;
+    }
+    let cold_turning_up = ctl
+        .snapshot()
+        .by_name(&cfg.name)
+        .is_some_and(|u| u.live.probe != ProbeStatus::Passing && !u.live.models.is_warm());
+    if !cold_turning_up {
+        return false;
+    }
+    ctl.fetch_models(std::slice::from_ref(&cfg.name), ms(cfg.probe_timeout_ms))
+        .wait();
+    ctl.snapshot()
+        .by_name(&cfg.name)
+        .is_some_and(|u| u.live.models.is_warm())
 }
 
 /// Whether `cfg` is passing its probe and has requests in flight through this process.

@@ -1,6 +1,6 @@
 //! Hot reload (DESIGN.md §6 `POST /admin/reload`, `SIGHUP`): re-read the config file, refuse
-//! it whole on any problem, or install it: live state carried over by identity, counters by name, probers restarted where their
-//! settings changed. Reloads are serialised.
+//! it whole on any problem, or install it: live state carried over by identity, counters by
+//! name, probers restarted where their settings changed. Reloads are serialised.
 
 use super::client;
 use super::notify;
