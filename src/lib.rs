@@ -1,7 +1,9 @@
 //! slotgate: the front door of an inference host (see DESIGN.md).
 //!
-//! The request's path through the crate: [`http`] parses, [`routing`] decides, [`proxy`] forwards
-//! and relays, while [`control`] keeps live state and publishes routing snapshots beside it.
+//! The request's path through the crate: [`http`] parses, [`routing`] decides, [`admission`]
+//! admits (per-upstream budgets and counters), [`proxy`] forwards and relays, while [`control`]
+//! keeps live state and publishes routing snapshots beside it. Workers reach the control plane
+//! only through the [`port`] (messages, never its lock: DESIGN.md §7).
 
 // No `unsafe` outside the three modules that allow it, each use with a SAFETY note: `proxy::sys`
 // (socket and buffer syscalls), `control::signal` (sigwait), `control::notify` (the clock).

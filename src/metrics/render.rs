@@ -290,7 +290,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         "Requests waiting in the upstream's concurrency queue (max_inflight reached).",
     );
     for u in &view.upstreams {
-        let d = i.control.counters(u.name()).map_or(0, |c| c.gate.waiting());
+        let d = u.counters().gate.waiting();
         sample(o, "slotgate_queue_depth", &lbl(u.name()), d);
     }
     header(
@@ -300,7 +300,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         "Requests held for a loading slot (on_loading = \"hold\").",
     );
     for u in &view.upstreams {
-        let d = i.control.counters(u.name()).map_or(0, |c| c.held());
+        let d = u.counters().held();
         sample(o, "slotgate_held_requests", &lbl(u.name()), d);
     }
     header(

@@ -230,7 +230,7 @@ async fn decide(
     match dispatch(snap, rf, &FetchesDone::new()) {
         Step::Decided(r) => r.map_err(|e| e.to_reply()),
         Step::Fetch(_) => {
-            let fetcher = super::port::ControlFetcher::new(w);
+            let fetcher = super::port::PortFetcher::new(w);
             let routed = dispatch_async(snap, rf, &fetcher).await;
             if let Some(s) = routed.snapshot {
                 *snap = Rc::new(s);

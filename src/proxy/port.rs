@@ -8,18 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Adapts the worker port to dispatch's [`ModelFetcher`].
-pub struct ControlFetcher<'a> {
+pub struct PortFetcher<'a> {
     w: &'a Rc<Worker>,
 }
 
-impl<'a> ControlFetcher<'a> {
+impl<'a> PortFetcher<'a> {
     /// A fetcher for this worker.
-    pub fn new(w: &'a Rc<Worker>) -> ControlFetcher<'a> {
-        ControlFetcher { w }
+    pub fn new(w: &'a Rc<Worker>) -> PortFetcher<'a> {
+        PortFetcher { w }
     }
 }
 
-impl ModelFetcher for ControlFetcher<'_> {
+impl ModelFetcher for PortFetcher<'_> {
     async fn fetch(&self, req: &FetchRequest) -> Arc<Snapshot> {
         let names: Vec<String> = req.targets.iter().map(|t| t.name.clone()).collect();
         let timeout = Duration::from_millis(req.timeout_ms);

@@ -2,7 +2,8 @@
 //! functions of a snapshot (its load figures included: the counters travel in it), so workers
 //! answer them without contacting any upstream or the control plane.
 
-use super::{SlotState, Snapshot, UpstreamEntry};
+use super::snapshot::Snapshot;
+use super::upstream::{SlotState, UpstreamEntry};
 use crate::config::UpstreamKind;
 use serde_json::{json, Value};
 use std::cell::RefCell;

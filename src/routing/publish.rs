@@ -14,7 +14,7 @@
 //! goes at the next publish, each worker's cached one at its next read after the epoch moved, and
 //! each in-flight request's when it ends. Nothing is freed while anything can still read it.
 
-use super::Snapshot;
+use super::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use futures_channel::oneshot;
 use parking_lot::Mutex;

@@ -1,6 +1,6 @@
 //! What a snapshot knows about each upstream: its id, lifecycle state, probe result, model cache,
-//! addresses and in-flight counters (DESIGN.md §1, §3a), as the control side keeps them live and a [`Snapshot`] freezes
-//! them. Below both the snapshot and its index.
+//! addresses and in-flight counters (DESIGN.md §1, §3a), as the control side keeps them live
+//! and a [`Snapshot`] freezes them. Below both the snapshot and its index.
 //!
 //! [`Snapshot`]: super::Snapshot
 
