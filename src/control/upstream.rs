@@ -1,5 +1,6 @@
-//! An upstream as the control plane sees it (DESIGN.md §1, §6): its lookup key, its identity
-//! across reloads, whether its model list is fetched, and its own credential.
+//! An upstream as the control plane sees it (DESIGN.md §1): its lookup key, its identity across
+//! reloads (§6 `POST /admin/reload`), whether its model list is fetched (§2 step 3), and its own
+//! credential (§3 "Headers").
 
 use crate::config::{AuthStyle, Config, UpstreamConfig, UpstreamKind};
 

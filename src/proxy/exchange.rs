@@ -92,11 +92,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
         }
         if !woke && matches!(state, SlotState::Offline | SlotState::Error) {
             woke = true;
-            let debounce = Duration::from_millis(entry.cfg.hold_timeout_ms.max(30_000));
-            if entry.cfg.wake_url.is_some() && entry.counters().claim_wake(Instant::now(), debounce)
-            {
-                w.shared.port.wake(entry.name(), rf.model_id());
-            }
+            super::port::wake(w, entry, rf.model_id());
         }
         let now = Instant::now();
         let deadline = match &hold {

@@ -1,11 +1,11 @@
 //! The proxy's side of the worker port ([`crate::port`], DESIGN.md §7): the fetches dispatch asks
-//! for and fast failure marking, sent as messages; no worker touches control state.
+//! for, wake hooks and fast failure marking, sent as messages; no worker touches control state.
 
 use super::worker::Worker;
-use crate::routing::{FetchRequest, ModelFetcher, Snapshot};
+use crate::routing::{FetchRequest, ModelFetcher, Snapshot, UpstreamEntry};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Adapts the worker port to dispatch's [`ModelFetcher`].
 pub struct PortFetcher<'a> {
@@ -27,6 +27,16 @@ impl ModelFetcher for PortFetcher<'_> {
         // The control side replies by `timeout` too; this bound holds even if it is busy.
         let _ = monoio::time::timeout(timeout, done).await;
         self.w.shared.cell.load()
+    }
+}
+
+/// Asks for `entry`'s wake hook (a request found it offline): one `Wake` per upstream per
+/// `max(hold_timeout_ms, 30 s)` across every worker, claimed on its counters; none without a
+/// `wake_url`.
+pub fn wake(w: &Worker, entry: &UpstreamEntry, model: Option<&str>) {
+    let debounce = Duration::from_millis(entry.cfg.hold_timeout_ms.max(30_000));
+    if entry.cfg.wake_url.is_some() && entry.counters().claim_wake(Instant::now(), debounce) {
+        w.shared.port.wake(entry.name(), model);
     }
 }
 
