@@ -297,12 +297,11 @@ mod tests {
     #[test]
     fn reload_keeps_counters_by_name_and_sets_limits() {
         let old_cfg = cfg(TWO);
-        let old = merge_live(&old_cfg, LiveState::default(), &old_cfg);
+        let mut old = merge_live(&old_cfg, LiveState::default(), &old_cfg);
         let chat = old.upstreams["chat"].counters.clone();
         let _in_flight = chat.request();
         // Same name, new URL (a different identity) and a new limit; `gone` removed.
         let new_cfg = cfg("[[upstream]]\nname = \"chat\"\nkind = \"container\"\nurl = \"http://127.0.0.1:9/v1\"\nmax_inflight = 1\n");
-        let mut old = old;
         old.upstreams.get_mut("chat").unwrap().probe = ProbeStatus::Passing;
         let new = merge_live(&old_cfg, old, &new_cfg);
         let l = &new.upstreams["chat"];
@@ -324,14 +323,16 @@ mod tests {
         );
     }
 
+    /// Live state for `text` publishing into a fresh cell.
+    fn live_over(text: &str) -> (Arc<Live>, Arc<SnapshotCell>) {
+        let empty = Snapshot::build(Arc::new(cfg("")), &LiveState::default(), 0);
+        let cell = Arc::new(SnapshotCell::new(empty));
+        (Live::new(cfg(text), cell.clone()), cell)
+    }
+
     #[test]
     fn published_snapshots_carry_the_live_counters() {
-        let cell = Arc::new(SnapshotCell::new(Snapshot::build(
-            Arc::new(cfg("")),
-            &LiveState::default(),
-            0,
-        )));
-        let live = Live::new(cfg(TWO), cell.clone());
+        let (live, cell) = live_over(TWO);
         let c = live.counters("CHAT").unwrap();
         let epoch = live.install(Arc::new(cfg(TWO)));
         assert_eq!(cell.epoch(), epoch);
@@ -344,12 +345,7 @@ mod tests {
 
     #[test]
     fn mark_failing_publishes_at_once() {
-        let cell = Arc::new(SnapshotCell::new(Snapshot::build(
-            Arc::new(cfg("")),
-            &LiveState::default(),
-            0,
-        )));
-        let live = Live::new(cfg(TWO), cell.clone());
+        let (live, cell) = live_over(TWO);
         let id = Ident::of(&live.config().upstreams[0]);
         let e = cell.epoch();
         assert_eq!(live.mark_failing("chat"), Some(true));
