@@ -40,7 +40,15 @@ pub fn wake(w: &Worker, entry: &UpstreamEntry, model: Option<&str>) {
     }
 }
 
-/// Marks `upstream` down after a refused connection.
+/// Marks `upstream` down after a refused connection. Upstreams that are not probed are left
+/// alone (nothing would probe them back up), so they send nothing.
 pub fn mark_down(w: &Rc<Worker>, upstream: &str) {
-    w.shared.port.mark_down(upstream);
+    let probed = w
+        .snap
+        .get()
+        .by_name(upstream)
+        .is_none_or(|u| u.cfg.probed());
+    if probed {
+        w.shared.port.mark_down(upstream);
+    }
 }
