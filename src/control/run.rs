@@ -108,3 +108,34 @@ fn serve(me: Weak<Control>, inbox: Option<Inbox>) {
         c.serve_sighup();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::routing::ProbeStatus;
+    use std::time::Instant;
+
+    #[test]
+    fn the_control_thread_drains_the_port_until_shutdown() {
+        let cfg = Config::from_toml_str(
+            "[[upstream]]\nname = \"chat\"\nkind = \"container\"\nurl = \"http://127.0.0.1:1/v1\"\n",
+            None,
+        )
+        .unwrap();
+        // No probers (no `spawn`): only the port can turn the probe Failing.
+        let c = Control::with_config(cfg);
+        let (port, inbox) = crate::port::channel();
+        let me = Arc::downgrade(&c);
+        let t = std::thread::spawn(move || serve(me, Some(inbox)));
+        port.mark_down("chat");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let probe = || c.snapshot().by_name("chat").map(|u| u.live.probe);
+        while probe() != Some(ProbeStatus::Failing) && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(probe(), Some(ProbeStatus::Failing));
+        c.shutdown();
+        t.join().unwrap();
+    }
+}
