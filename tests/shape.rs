@@ -21,17 +21,6 @@ use std::path::{Path, PathBuf};
 /// work in flight; `pending_entries_still_occur` fails as soon as one no longer occurs, so the
 /// list only shrinks. The lead empties it when that work merges.
 const PENDING: &[(&str, &str)] = &[
-    // proxy -> control: the worker port (workers see control only through what it publishes).
-    ("proxy/exchange.rs", "crate::control::admission::Priority"),
-    ("proxy/exchange.rs", "crate::control::admission::Refusal"),
-    ("proxy/exchange.rs", "crate::control::counters::HeldGuard"),
-    ("proxy/front.rs", "crate::control::LoadOf"),
-    ("proxy/front.rs", "crate::control::model_json_with"),
-    ("proxy/front.rs", "crate::control::models_list_json_with"),
-    ("proxy/mod.rs", "crate::control::Control"),
-    // control -> proxy: the control/proxy restructuring (the admin API borrows two proxy helpers).
-    ("control/admin.rs", "crate::proxy::contain::panic_message"),
-    ("control/admin.rs", "crate::proxy::sys::concrete_port"),
     // The circle among proxy/{conn, contain, exchange, forward, front, front_auth, port, worker}:
     // the later proxy split. These are the imports of types that live in the wrong room
     // (`Worker` next to the code that spawns workers, `Outcome`/`RelayCtx` in exchange.rs,
@@ -114,6 +103,24 @@ fn http_imports_no_upper_room() {
         "http",
         &["routing", "proxy", "control"],
         "http parses and frames; it knows nothing of decisions, forwarding or control",
+    );
+}
+
+#[test]
+fn admission_and_the_worker_port_are_leaves() {
+    let g = Graph::of_crate();
+    let mut report = String::new();
+    for e in &g.edges {
+        let (from, to) = (room(&e.from), room(&e.to));
+        if ["admission", "port"].contains(&from) && to != from {
+            let _ = writeln!(report, "    {e}");
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "admission and port import nothing else from the crate (the snapshot carries the \
+         counters and the workers hold the port, so neither may pull a room in behind them):\n\
+         {report}"
     );
 }
 
