@@ -105,6 +105,29 @@ pub struct Routing {
     pub path_rewrites: BTreeMap<String, String>,
     /// Request header that carries a queue priority (`high`, `normal`, `low`).
     pub priority_header: String,
+    /// Session affinity inside replica pools: which request parts make the affinity key.
+    pub affinity: AffinityMode,
+    /// Request header whose value is the affinity key (before the body's `user`).
+    pub affinity_header: String,
+    /// With `affinity = "prefix"`: how many leading bytes of the body's `messages` are hashed.
+    pub affinity_prefix_bytes: usize,
+    /// A keyed request stays on its member while that member's load is at most the least-loaded
+    /// member's plus this.
+    pub affinity_slack: u64,
+}
+
+/// What makes a request's affinity key inside a replica pool.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AffinityMode {
+    /// The affinity header, else the body's top-level `user` string.
+    #[default]
+    Session,
+    /// As `session`, and without either a hash of the first `affinity_prefix_bytes` of the
+    /// body's `messages` (requests sharing a prompt prefix share a prompt cache).
+    Prefix,
+    /// No affinity: always the least-loaded member.
+    Off,
 }
 
 impl Default for Routing {
@@ -123,6 +146,10 @@ impl Default for Routing {
             npu_slot: "npu".into(),
             path_rewrites,
             priority_header: "x-priority".into(),
+            affinity: AffinityMode::Session,
+            affinity_header: "x-session-id".into(),
+            affinity_prefix_bytes: 2048,
+            affinity_slack: 4,
         }
     }
 }
@@ -314,6 +341,26 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub insecure_skip_verify: bool,
     /// Parsed `url`, filled by validation.
+    /// Upstreams tried in order when this one would answer `503 slot.loading` or
+    /// `429 dispatch.busy`, or fails before its first response byte.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// The model id sent to a fallback (a registry binding's own `fallback_model` wins).
+    #[serde(default)]
+    pub fallback_model: Option<String>,
+    /// Consecutive connect failures or 5xx-before-first-byte that start a cooldown; 0 = never.
+    #[serde(default = "d_3")]
+    pub cooldown_after: u32,
+    /// How long a cooling upstream is skipped (an upstream's `Retry-After` counts too).
+    #[serde(default = "d_10000")]
+    pub cooldown_ms: u64,
+    /// Fallbacks and retries away from this upstream may be at most this share of its requests
+    /// (per 10 s) ...
+    #[serde(default = "d_20")]
+    pub retry_budget_percent: u32,
+    /// ... or this many per 10 s, whichever is more.
+    #[serde(default = "d_3")]
+    pub retry_budget_min: u32,
     #[serde(skip)]
     pub parsed_url: Option<UpstreamUrl>,
 }
@@ -323,6 +370,12 @@ fn d_health_path() -> String {
 }
 fn d_true() -> bool {
     true
+}
+fn d_3() -> u32 {
+    3
+}
+fn d_20() -> u32 {
+    20
 }
 fn d_32() -> u32 {
     32
@@ -484,7 +537,8 @@ impl UpstreamUrl {
     }
 }
 
-/// A registry entry as written: `"id" = "upstream"` or `{ upstream, upstream_model }`.
+/// A registry entry as written: `"id" = "upstream"` or `{ upstream | upstreams, upstream_model,
+/// fallback_model }`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum BindingSpec {
@@ -497,18 +551,35 @@ pub enum BindingSpec {
 #[serde(deny_unknown_fields)]
 pub struct BindingTable {
     /// The upstream that serves the id.
-    pub upstream: String,
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A replica pool serving the id (instead of `upstream`).
+    #[serde(default)]
+    pub upstreams: Vec<String>,
     /// The id forwarded instead of the requested one.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// The id sent to a fallback upstream.
+    #[serde(default)]
+    pub fallback_model: Option<String>,
 }
 
 /// A validated registry binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    pub upstream: String,
+    /// The upstreams that serve the id: one, or a replica pool (never empty).
+    pub upstreams: Vec<String>,
     /// The id forwarded instead of the requested one.
     pub upstream_model: Option<String>,
+    /// The id sent to a fallback upstream (beats the upstream's own `fallback_model`).
+    pub fallback_model: Option<String>,
+}
+
+impl Binding {
+    /// The first bound upstream (the only one unless the binding is a pool).
+    pub fn upstream(&self) -> &str {
+        self.upstreams.first().map_or("", String::as_str)
+    }
 }
 
 /// IO driver choice.

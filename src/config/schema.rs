@@ -335,7 +335,10 @@ mod tests {
             fields::<ConfigFile>(),
             ["listen", "routing", "upstream", "registry", "auth", "tuning"]
         );
-        assert_eq!(fields::<BindingTable>(), ["upstream", "upstream_model"]);
+        assert_eq!(
+            fields::<BindingTable>(),
+            ["upstream", "upstreams", "upstream_model", "fallback_model"]
+        );
         assert!(fields::<UpstreamConfig>().contains(&"max_inflight"));
         assert!(!fields::<UpstreamConfig>().contains(&"parsed_url"));
     }

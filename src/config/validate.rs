@@ -6,6 +6,44 @@ use super::file::*;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+/// An RFC 9110 `tchar`: what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The `fallback` chain of upstream `u` (at `key`): known, forwardable, not itself, no repeats.
+fn fallback_problems(
+    c: &mut Collector,
+    key: &str,
+    u: &UpstreamConfig,
+    names: &BTreeMap<String, UpstreamKind>,
+) {
+    let mut seen = HashSet::new();
+    for f in &u.fallback {
+        let lf = f.to_ascii_lowercase();
+        match names.get(&lf) {
+            None => c.push(format!("{key}.fallback"), format!("unknown upstream '{f}'")),
+            Some(UpstreamKind::Composite) => c.push(
+                format!("{key}.fallback"),
+                format!("'{f}' is a composite, never forwarded to"),
+            ),
+            Some(_) if f.eq_ignore_ascii_case(&u.name) => {
+                c.push(format!("{key}.fallback"), "an upstream cannot fall back to itself")
+            }
+            Some(_) => {}
+        }
+        if !seen.insert(lf) {
+            c.push(format!("{key}.fallback"), format!("'{f}' is listed twice"));
+        }
+    }
+    if u.fallback_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        c.push(format!("{key}.fallback_model"), "must not be empty");
+    }
+    if u.retry_budget_percent > 100 {
+        c.push(format!("{key}.retry_budget_percent"), "must be 0..=100");
+    }
+}
+
 /// One problem in a config file, keyed by its TOML path (`upstream[2].url`, `registry."x"`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
@@ -281,34 +319,70 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
     if r.priority_header.is_empty() {
         c.push("routing.priority_header", "must not be empty");
     }
+    if r.affinity_header.is_empty() || !r.affinity_header.bytes().all(is_token_byte) {
+        c.push("routing.affinity_header", "must be a header name");
+    }
+    if r.affinity_prefix_bytes == 0 {
+        c.push("routing.affinity_prefix_bytes", "must be > 0");
+    }
+    for (i, u) in upstreams.iter().enumerate() {
+        fallback_problems(&mut c, &format!("upstream[{i}]"), u, &names);
+    }
 
     let mut registry = BTreeMap::new();
     for (id, spec) in raw.registry {
         let key = format!("registry.\"{id}\"");
-        let (upstream, upstream_model) = match spec {
-            BindingSpec::Name(n) => (n, None),
+        let (upstreams, upstream_model, fallback_model) = match spec {
+            BindingSpec::Name(n) => (vec![n], None, None),
             BindingSpec::Full(BindingTable {
                 upstream,
+                upstreams,
                 upstream_model,
-            }) => (upstream, upstream_model),
+                fallback_model,
+            }) => match (upstream, upstreams.is_empty()) {
+                (Some(u), true) => (vec![u], upstream_model, fallback_model),
+                (None, false) => (upstreams, upstream_model, fallback_model),
+                (Some(_), false) => {
+                    c.push(&key, "give upstream or upstreams, not both");
+                    (upstreams, upstream_model, fallback_model)
+                }
+                (None, true) => {
+                    c.push(&key, "needs upstream (or upstreams, a replica pool)");
+                    (Vec::new(), upstream_model, fallback_model)
+                }
+            },
         };
         if id.trim().is_empty() || id.trim() != id {
             c.push(&key, "model ids must be non-empty with no outer whitespace");
         }
-        if !names.contains_key(&upstream.to_ascii_lowercase()) {
-            c.push(&key, format!("binds to unknown upstream '{upstream}'"));
+        let mut seen = HashSet::new();
+        for upstream in &upstreams {
+            match names.get(&upstream.to_ascii_lowercase()) {
+                None => c.push(&key, format!("binds to unknown upstream '{upstream}'")),
+                Some(UpstreamKind::Composite) if upstreams.len() > 1 => c.push(
+                    &key,
+                    format!("a replica pool cannot hold composite '{upstream}'"),
+                ),
+                Some(_) => {}
+            }
+            if !seen.insert(upstream.to_ascii_lowercase()) {
+                c.push(&key, format!("'{upstream}' is listed twice"));
+            }
         }
-        if upstream_model
-            .as_deref()
-            .is_some_and(|m| m.trim().is_empty())
-        {
-            c.push(format!("{key}.upstream_model"), "must not be empty");
+        for (name, m) in [
+            ("upstream_model", &upstream_model),
+            ("fallback_model", &fallback_model),
+        ] {
+            if m.as_deref().is_some_and(|m| m.trim().is_empty()) {
+                c.push(format!("{key}.{name}"), "must not be empty");
+            }
         }
         registry.insert(
             id,
             Binding {
-                upstream,
+                upstreams,
                 upstream_model,
+                fallback_model,
             },
         );
     }

@@ -30,6 +30,8 @@ pub enum RouteKind {
     Prefetched,
     /// Step 4: `capability:<name>`.
     Capability,
+    /// A fallback upstream: `fallback:<name>`.
+    Fallback,
     /// Not routed.
     #[default]
     None,
@@ -44,6 +46,7 @@ impl RouteKind {
             RouteKind::Passthrough => "passthrough",
             RouteKind::Prefetched => "prefetched",
             RouteKind::Capability => "capability",
+            RouteKind::Fallback => "fallback",
             RouteKind::None => "none",
         }
     }
@@ -57,6 +60,7 @@ impl From<Breadcrumb> for RouteKind {
             Breadcrumb::Passthrough => RouteKind::Passthrough,
             Breadcrumb::Prefetched => RouteKind::Prefetched,
             Breadcrumb::Capability => RouteKind::Capability,
+            Breadcrumb::Fallback => RouteKind::Fallback,
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Breadcrumb {
     Prefetched,
     /// Step 4: capability rules (`capability:<name>`).
     Capability,
+    /// The chosen upstream could not take the request; the next of its `fallback` chain did
+    /// (`fallback:<name>`).
+    Fallback,
 }
 
 impl Breadcrumb {
@@ -27,7 +30,7 @@ impl Breadcrumb {
             Breadcrumb::Registry => 1,
             Breadcrumb::Passthrough => 2,
             Breadcrumb::Prefetched => 3,
-            Breadcrumb::Capability => 4,
+            Breadcrumb::Capability | Breadcrumb::Fallback => 4,
         }
     }
 
@@ -39,6 +42,7 @@ impl Breadcrumb {
             Breadcrumb::Passthrough => "passthrough:",
             Breadcrumb::Prefetched => "prefetched:",
             Breadcrumb::Capability => "capability:",
+            Breadcrumb::Fallback => "fallback:",
         };
         format!("{prefix}{upstream}")
     }

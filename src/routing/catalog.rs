@@ -69,7 +69,7 @@ pub fn owner<'s>(snap: &'s Snapshot, id: &str) -> Option<(&'s str, ModelStatus)>
         return Some(serve(u));
     }
     let binding = snap.config.registry.get(id);
-    let bound = binding.and_then(|b| snap.by_name(&b.upstream));
+    let bound = binding.and_then(|b| snap.by_name(b.upstream()));
     if let Some(u) = bound.filter(|u| u.kind() != UpstreamKind::Composite) {
         return Some(serve(u));
     }

@@ -22,7 +22,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::index::BoundStatus;
+use super::index::{BoundStatus, Candidates};
+use super::pool::{PoolId, PoolMember};
 
 /// What dispatch reads from a request (DESIGN.md §2 "Input").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,12 +98,50 @@ pub struct Decision {
     pub remap: Option<String>,
     /// The request asked for a stream.
     pub stream: bool,
+    /// The replica pool `upstream` belongs to, when several upstreams qualified at the deciding
+    /// step; the caller picks the member ([`super::pick`]) and [`Decision::retarget`]s.
+    pub pool: Option<PoolId>,
 }
 
 impl Decision {
     /// The effective model id forwarded: the remap when set, else the request's.
     pub fn model<'s>(&'s self, facts: &RequestFacts<'s>) -> Option<&'s str> {
         self.remap.as_deref().or_else(|| facts.model_id())
+    }
+
+    /// The same decision served by pool member `m` instead: its upstream, outgoing path and remap.
+    pub fn retarget(&mut self, snap: &Snapshot, facts: &RequestFacts<'_>, m: &PoolMember) {
+        if m.id == self.upstream {
+            return;
+        }
+        let (old, new) = (snap.upstream(self.upstream), snap.upstream(m.id));
+        if base_path(old) != base_path(new) {
+            self.path = outgoing_path(snap, new, facts.path, facts.query);
+        }
+        self.upstream = m.id;
+        self.remap = m.remap.as_deref().map(str::to_string);
+    }
+
+    /// A decision for fallback upstream `to` (DESIGN-NOTES "Fallback chains"): breadcrumb
+    /// `fallback`, the path on `to`, and `model` as the fallback should see it (`fallback_model`
+    /// of the binding, else of the first upstream, else unchanged).
+    pub fn fallback(
+        &self,
+        snap: &Snapshot,
+        facts: &RequestFacts<'_>,
+        to: UpstreamId,
+    ) -> Decision {
+        let model = facts.id(&snap.config.routing);
+        let from = snap.upstream(self.upstream);
+        let remap = snap
+            .config
+            .registry
+            .get(model)
+            .filter(|_| self.breadcrumb == Breadcrumb::Registry)
+            .and_then(|b| b.fallback_model.as_deref())
+            .or(from.cfg.fallback_model.as_deref())
+            .filter(|m| *m != model);
+        decision(snap, facts, to, Breadcrumb::Fallback, remap, None)
     }
 
     /// The `X-Slotgate-Route` value, borrowed from `snap` (the snapshot the decision was made on).
@@ -416,16 +455,17 @@ pub(crate) fn run<T: Trace>(
     let route = snap.index().models.get(model);
 
     // Step 0: a running container is authoritative for what it advertises.
-    if let Some(id) = route.and_then(|r| r.container) {
+    if let Some(c) = route.and_then(|r| r.container) {
         t.note(
             0,
             Outcome::Hit,
             format_args!(
-                "container '{}' advertises '{model}'",
-                snap.upstream(id).name()
+                "container '{}' advertises '{model}'{}",
+                snap.upstream(c.first).name(),
+                PoolNote(snap, c.pool)
             ),
         );
-        return Step::Decided(Ok(decision(snap, facts, id, Breadcrumb::Container, None)));
+        return Step::Decided(Ok(candidates(snap, facts, c, Breadcrumb::Container)));
     }
     t.note(
         0,
@@ -444,13 +484,16 @@ pub(crate) fn run<T: Trace>(
                     Outcome::Miss,
                     format_args!("bound to composite '{}': ignored", u.name()),
                 );
-            } else if b.fetch_first && !done.one_shot_done(u.name()) {
+            } else if let Some(fetch) = one_shots(snap, &b.fetch_first, done) {
                 t.note(
                     1,
                     Outcome::Fetch,
-                    format_args!("bound slot '{}' has a cold cache: fetch once", u.name()),
+                    format_args!(
+                        "bound slot '{}' has a cold cache: fetch once",
+                        snap.upstream(fetch[0]).name()
+                    ),
                 );
-                return Step::Fetch(fetch_request(snap, FetchReason::OneShot, &[b.upstream]));
+                return Step::Fetch(fetch_request(snap, FetchReason::OneShot, &fetch));
             } else if b.status == BoundStatus::ColdOffline {
                 t.note(
                     1,
@@ -465,16 +508,20 @@ pub(crate) fn run<T: Trace>(
                     BoundStatus::Warm => "warm cache",
                     _ => "passing probe",
                 };
+                let pool = PoolNote(snap, b.pool);
                 match &b.remap {
                     Some(m) => t.note(
                         1,
                         Outcome::Hit,
-                        format_args!("bound to '{}' ({why}); model rewritten to '{m}'", u.name()),
+                        format_args!(
+                            "bound to '{}' ({why}); model rewritten to '{m}'{pool}",
+                            u.name()
+                        ),
                     ),
                     None => t.note(
                         1,
                         Outcome::Hit,
-                        format_args!("bound to '{}' ({why})", u.name()),
+                        format_args!("bound to '{}' ({why}){pool}", u.name()),
                     ),
                 }
                 return Step::Decided(Ok(decision(
@@ -483,14 +530,15 @@ pub(crate) fn run<T: Trace>(
                     b.upstream,
                     Breadcrumb::Registry,
                     b.remap.as_deref(),
+                    b.pool,
                 )));
             }
         }
     }
 
     // Step 2 (and step 3's repeat of it once the prefetch ran).
-    if let Some(id) = route.and_then(|r| r.passthrough) {
-        let name = snap.upstream(id).name();
+    if let Some(c) = route.and_then(|r| r.passthrough) {
+        let name = snap.upstream(c.first).name();
         let (step, crumb) = if done.was_prefetched(name) {
             (3, Breadcrumb::Prefetched)
         } else {
@@ -499,9 +547,9 @@ pub(crate) fn run<T: Trace>(
         t.note(
             step,
             Outcome::Hit,
-            format_args!("'{name}' advertises '{model}'"),
+            format_args!("'{name}' advertises '{model}'{}", PoolNote(snap, c.pool)),
         );
-        return Step::Decided(Ok(decision(snap, facts, id, crumb, None)));
+        return Step::Decided(Ok(candidates(snap, facts, c, crumb)));
     }
     t.note(
         2,
@@ -606,7 +654,7 @@ fn capability<T: Trace>(
                 Outcome::Hit,
                 format_args!("{why} -> '{candidate}' = local '{}'", u.name()),
             );
-            Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None))
+            Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None, None))
         }
         None => {
             t.note(
@@ -630,6 +678,7 @@ fn decision(
     id: UpstreamId,
     crumb: Breadcrumb,
     remap: Option<&str>,
+    pool: Option<PoolId>,
 ) -> Decision {
     Decision {
         upstream: id,
@@ -637,7 +686,53 @@ fn decision(
         path: outgoing_path(snap, snap.upstream(id), facts.path, facts.query),
         remap: remap.map(str::to_string),
         stream: facts.stream,
+        pool,
     }
+}
+
+/// A step-0 or step-2 decision on `c`'s first upstream (its pool attached).
+#[inline]
+fn candidates(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    c: Candidates,
+    crumb: Breadcrumb,
+) -> Decision {
+    decision(snap, facts, c.first, crumb, None, c.pool)
+}
+
+/// The cold bound slots whose one-shot fetch has not run yet, or `None`.
+fn one_shots(snap: &Snapshot, cold: &[UpstreamId], done: &FetchesDone) -> Option<Vec<UpstreamId>> {
+    if cold.is_empty() {
+        return None;
+    }
+    let due: Vec<UpstreamId> = cold
+        .iter()
+        .copied()
+        .filter(|&id| !done.one_shot_done(snap.upstream(id).name()))
+        .collect();
+    (!due.is_empty()).then_some(due)
+}
+
+/// Explains a pool in a step's verdict: ` (pool: a, b, c)`, nothing without one.
+struct PoolNote<'s>(&'s Snapshot, Option<PoolId>);
+
+impl fmt::Display for PoolNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(p) = self.1 else { return Ok(()) };
+        f.write_str(" (pool: ")?;
+        for (i, m) in self.0.pool(p).iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(self.0.upstream(m.id).name())?;
+        }
+        f.write_str(")")
+    }
+}
+
+fn base_path(u: &UpstreamEntry) -> &str {
+    u.cfg.parsed_url.as_ref().map_or("", |p| p.base_path.as_str())
 }
 
 /// The outgoing request target on `upstream`: its base path + `path` without its leading `/v1`,
@@ -658,11 +753,7 @@ pub fn outgoing_path(
         Some(r) if r.is_empty() || r.starts_with('/') => r,
         _ => path,
     };
-    let base = upstream
-        .cfg
-        .parsed_url
-        .as_ref()
-        .map_or("", |u| u.base_path.as_str());
+    let base = base_path(upstream);
     let mut out = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
     out.push_str(base);
     out.push_str(rest);

@@ -287,7 +287,7 @@ pub fn routing_table(snap: &Snapshot) -> String {
         let _ = writeln!(w, "  (empty)");
     }
     for (model, b) in &cfg.registry {
-        let note = match snap.by_name(&b.upstream) {
+        let note = match snap.by_name(b.upstream()) {
             Some(u) if u.kind() == crate::config::UpstreamKind::Composite => {
                 " (composite: dispatch falls through to local slots)"
             }
@@ -295,10 +295,10 @@ pub fn routing_table(snap: &Snapshot) -> String {
         };
         match &b.upstream_model {
             Some(m) => {
-                let _ = writeln!(w, "  {model} -> {} as '{m}'{note}", b.upstream);
+                let _ = writeln!(w, "  {model} -> {} as '{m}'{note}", b.upstreams.join(" | "));
             }
             None => {
-                let _ = writeln!(w, "  {model} -> {}{note}", b.upstream);
+                let _ = writeln!(w, "  {model} -> {}{note}", b.upstreams.join(" | "));
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod explain;
 pub mod facts;
 mod index;
+pub mod pool;
 pub mod publish;
 pub mod snapshot;
 pub mod upstream;
@@ -28,6 +29,7 @@ pub use facts::{
     extract, extract_json, extract_multipart, remap_model, remap_segments, BodyFacts, FactsError,
     ModelSpan, RemappedBody, SpanEncoding,
 };
+pub use pool::{pick, MemberLoad, PickReason, PoolId, PoolMember};
 pub use publish::{LocalSnapshot, SnapshotCell, SnapshotRef};
 pub use snapshot::*;
 pub use upstream::*;

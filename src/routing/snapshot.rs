@@ -93,6 +93,11 @@ impl Snapshot {
         self.index.local_named(name).map(|id| self.upstream(id))
     }
 
+    /// The members of pool `id` (priority order).
+    pub fn pool(&self, id: super::PoolId) -> &[super::PoolMember] {
+        self.index.pools.get(id.0 as usize).map_or(&[], |p| p)
+    }
+
     /// Dispatch's tables.
     pub(super) fn index(&self) -> &RouteIndex {
         &self.index

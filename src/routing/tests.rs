@@ -116,6 +116,41 @@ url = "https://rr.example.com/v1"
 "tts" = { upstream = "gpu", upstream_model = "kokoro-82m" }
 "#;
 
+/// Replica pools: two GPU containers, two slots bound as a pool, two remotes, a fallback chain.
+const POOLS: &str = r#"
+[[upstream]]
+name = "gpu1"
+kind = "container"
+url = "http://127.0.0.1:8121/v1"
+[[upstream]]
+name = "gpu0"
+kind = "container"
+url = "http://127.0.0.1:8120/prefix/v1"
+[[upstream]]
+name = "slot-a"
+kind = "slot"
+url = "http://127.0.0.1:8122/v1"
+fallback = ["or"]
+fallback_model = "openai/gpt-4o-mini"
+[[upstream]]
+name = "slot-b"
+kind = "slot"
+url = "http://127.0.0.1:8123/v1"
+[[upstream]]
+name = "or"
+kind = "remote"
+url = "https://or.example.com/api/v1"
+[[upstream]]
+name = "or2"
+kind = "remote"
+url = "https://or2.example.com/v1"
+
+[registry]
+"qwen3-8b" = { upstreams = ["slot-b", "slot-a"] }
+"qwen3-8b-q8" = { upstreams = ["slot-a", "slot-b"], upstream_model = "qwen3-8b-q8_0", fallback_model = "qwen/qwen3-8b" }
+"single" = { upstreams = ["slot-a"] }
+"#;
+
 /// Like SPARSE but with the default anchor present.
 const ANCHORED: &str = r#"
 [routing]
@@ -166,6 +201,8 @@ struct Row {
     want: Want,
     /// Expected fetches, `reason:name,name`.
     fetches: &'static [&'static str],
+    /// The replica pool the decision carries (empty: none).
+    pool: &'static [&'static str],
 }
 
 const REMOTES: Caches = &[
@@ -192,6 +229,7 @@ const R: Row = Row {
     model: None,
     want: Want::NoRoute(""),
     fetches: &[],
+    pool: &[],
 };
 
 const CHAT: &str = "/v1/chat/completions";
@@ -272,6 +310,14 @@ fn check(row: &Row) {
             );
             assert_eq!(d.path, path, "{name}: outgoing path");
             assert_eq!(d.remap.as_deref(), remap, "{name}: remap");
+            let pool: Vec<&str> = d
+                .pool
+                .map(|p| final_snap.pool(p))
+                .unwrap_or_default()
+                .iter()
+                .map(|m| final_snap.upstream(m.id).name())
+                .collect();
+            assert_eq!(pool, row.pool, "{name}: pool");
         }
         (Want::NoRoute(cand), Err(e)) => {
             let DispatchError::NoRoute { candidate, .. } = e;
@@ -286,6 +332,88 @@ fn check(row: &Row) {
 fn rows() -> Vec<Row> {
     use Want::*;
     vec![
+        // Replica pools: several upstreams qualify at the same step.
+        Row {
+            name: "pool: two containers advertise the id (step 0), first by name",
+            toml: POOLS,
+            warm: &[("gpu1", &["llama-70b"]), ("gpu0", &["llama-70b"])],
+            model: Some("llama-70b"),
+            want: Route("gpu0", "container:gpu0", "/prefix/v1/chat/completions", None),
+            pool: &["gpu0", "gpu1"],
+            ..R
+        },
+        Row {
+            name: "pool: one container advertises, no pool",
+            toml: POOLS,
+            warm: &[("gpu1", &["llama-70b"]), ("gpu0", &["other"])],
+            model: Some("llama-70b"),
+            want: Route("gpu1", "container:gpu1", CHAT, None),
+            ..R
+        },
+        Row {
+            name: "pool: a binding to a list, members warm (step 1), name order",
+            toml: POOLS,
+            warm: &[("slot-a", &["qwen3-8b"]), ("slot-b", &["qwen3-8b"])],
+            model: Some("qwen3-8b"),
+            want: Route("slot-a", "registry", CHAT, None),
+            pool: &["slot-a", "slot-b"],
+            ..R
+        },
+        Row {
+            name: "pool: a binding's offline member is left out of the pool",
+            toml: POOLS,
+            warm: &[("slot-b", &["qwen3-8b"])],
+            failing: &["slot-a"],
+            after: &[],
+            model: Some("qwen3-8b"),
+            want: Route("slot-b", "registry", CHAT, None),
+            fetches: &["one_shot:slot-a"],
+            ..R
+        },
+        Row {
+            name: "pool: cold bound slots are fetched once, together, then pooled",
+            toml: POOLS,
+            after: &[("slot-a", &["qwen3-8b"]), ("slot-b", &["qwen3-8b"])],
+            model: Some("qwen3-8b"),
+            want: Route("slot-a", "registry", CHAT, None),
+            fetches: &["one_shot:slot-a,slot-b"],
+            pool: &["slot-a", "slot-b"],
+            ..R
+        },
+        Row {
+            name: "pool: upstream_model applies to the member picked",
+            toml: POOLS,
+            warm: &[("slot-a", &["x"]), ("slot-b", &["y"])],
+            model: Some("qwen3-8b-q8"),
+            want: Route("slot-a", "registry", CHAT, Some("qwen3-8b-q8_0")),
+            pool: &["slot-a", "slot-b"],
+            ..R
+        },
+        Row {
+            name: "pool: a one-name list is a plain binding",
+            toml: POOLS,
+            warm: &[("slot-a", &["x"])],
+            model: Some("single"),
+            want: Route("slot-a", "registry", CHAT, Some("x")),
+            ..R
+        },
+        Row {
+            name: "pool: same-rank upstreams advertise the id (step 2)",
+            toml: POOLS,
+            warm: &[("or2", &["shared"]), ("or", &["shared"])],
+            model: Some("shared"),
+            want: Route("or", "passthrough:or", "/api/v1/chat/completions", None),
+            pool: &["or", "or2"],
+            ..R
+        },
+        Row {
+            name: "pool: step 2 never mixes ranks (a slot beats remotes alone)",
+            toml: POOLS,
+            warm: &[("or", &["shared"]), ("slot-b", &["shared"]), ("or2", &["shared"])],
+            model: Some("shared"),
+            want: Route("slot-b", "passthrough:slot-b", CHAT, None),
+            ..R
+        },
         // Step 0: container preemption.
         Row {
             name: "original bug: container beats a composite binding",
@@ -309,10 +437,11 @@ fn rows() -> Vec<Row> {
             ..R
         },
         Row {
-            name: "first container by name wins",
+            name: "first container by name wins (both form a pool)",
             warm: &[("embed", &["twin"]), ("chat", &["twin"])],
             model: Some("twin"),
             want: Route("chat", "container:chat", CHAT, None),
+            pool: &["chat", "embed"],
             ..R
         },
         Row {
@@ -502,7 +631,7 @@ fn rows() -> Vec<Row> {
             ..R
         },
         Row {
-            name: "passthrough: remotes by name",
+            name: "passthrough: remotes by name (both form a pool)",
             model: Some("shared"),
             want: Route(
                 "groq",
@@ -510,6 +639,7 @@ fn rows() -> Vec<Row> {
                 "/openai/v1/chat/completions",
                 None,
             ),
+            pool: &["groq", "openrouter"],
             ..R
         },
         Row {
@@ -573,6 +703,7 @@ fn rows() -> Vec<Row> {
                 None,
             ),
             fetches: &["prefetch:groq,openrouter"],
+            pool: &["groq", "openrouter"],
             ..R
         },
         Row {
