@@ -27,16 +27,20 @@ fn fallback_problems(
                 format!("{key}.fallback"),
                 format!("'{f}' is a composite, never forwarded to"),
             ),
-            Some(_) if f.eq_ignore_ascii_case(&u.name) => {
-                c.push(format!("{key}.fallback"), "an upstream cannot fall back to itself")
-            }
+            Some(_) if f.eq_ignore_ascii_case(&u.name) => c.push(
+                format!("{key}.fallback"),
+                "an upstream cannot fall back to itself",
+            ),
             Some(_) => {}
         }
         if !seen.insert(lf) {
             c.push(format!("{key}.fallback"), format!("'{f}' is listed twice"));
         }
     }
-    if u.fallback_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+    if u.fallback_model
+        .as_deref()
+        .is_some_and(|m| m.trim().is_empty())
+    {
         c.push(format!("{key}.fallback_model"), "must not be empty");
     }
     if u.retry_budget_percent > 100 {

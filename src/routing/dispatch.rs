@@ -125,12 +125,7 @@ impl Decision {
     /// A decision for fallback upstream `to` (DESIGN-NOTES "Fallback chains"): breadcrumb
     /// `fallback`, the path on `to`, and `model` as the fallback should see it (`fallback_model`
     /// of the binding, else of the first upstream, else unchanged).
-    pub fn fallback(
-        &self,
-        snap: &Snapshot,
-        facts: &RequestFacts<'_>,
-        to: UpstreamId,
-    ) -> Decision {
+    pub fn fallback(&self, snap: &Snapshot, facts: &RequestFacts<'_>, to: UpstreamId) -> Decision {
         let model = facts.id(&snap.config.routing);
         let from = snap.upstream(self.upstream);
         let remap = snap
@@ -654,7 +649,14 @@ fn capability<T: Trace>(
                 Outcome::Hit,
                 format_args!("{why} -> '{candidate}' = local '{}'", u.name()),
             );
-            Ok(decision(snap, facts, u.id, Breadcrumb::Capability, None, None))
+            Ok(decision(
+                snap,
+                facts,
+                u.id,
+                Breadcrumb::Capability,
+                None,
+                None,
+            ))
         }
         None => {
             t.note(
@@ -732,7 +734,10 @@ impl fmt::Display for PoolNote<'_> {
 }
 
 fn base_path(u: &UpstreamEntry) -> &str {
-    u.cfg.parsed_url.as_ref().map_or("", |p| p.base_path.as_str())
+    u.cfg
+        .parsed_url
+        .as_ref()
+        .map_or("", |p| p.base_path.as_str())
 }
 
 /// The outgoing request target on `upstream`: its base path + `path` without its leading `/v1`,

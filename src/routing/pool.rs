@@ -136,6 +136,35 @@ pub fn key_hash(bytes: &[u8]) -> u64 {
     }))
 }
 
+/// A request's affinity key (DESIGN-NOTES "Session affinity"): the affinity header, else the
+/// body's top-level `user`, else with `affinity = "prefix"` the first `affinity_prefix_bytes` of
+/// the body's `messages` value. `None` without any (or with `affinity = "off"`): the request
+/// goes to the least-loaded member.
+pub fn affinity_key(
+    routing: &crate::config::Routing,
+    header: Option<&[u8]>,
+    user: Option<&str>,
+    messages: Option<&[u8]>,
+) -> Option<u64> {
+    use crate::config::AffinityMode;
+    let tagged = |tag: u64, b: &[u8]| key_hash(b) ^ tag;
+    match routing.affinity {
+        AffinityMode::Off => None,
+        mode => header
+            .filter(|h| !h.is_empty())
+            .map(|h| tagged(1, h))
+            .or_else(|| {
+                user.filter(|u| !u.is_empty())
+                    .map(|u| tagged(2, u.as_bytes()))
+            })
+            .or_else(|| {
+                let m = messages.filter(|_| mode == AffinityMode::Prefix)?;
+                let n = routing.affinity_prefix_bytes.min(m.len());
+                m.get(..n).map(|p| tagged(3, p))
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,9 +187,18 @@ mod tests {
     #[test]
     fn least_loaded_wins_ties_go_in_order() {
         let p = pool(&["a", "b", "c"]);
-        assert_eq!(pick(&p, ready(&[3, 1, 2]), None, 4), (1, PickReason::LeastLoaded));
-        assert_eq!(pick(&p, ready(&[2, 2, 2]), None, 4), (0, PickReason::LeastLoaded));
-        assert_eq!(pick(&p, ready(&[2, 1, 1]), None, 4), (1, PickReason::LeastLoaded));
+        assert_eq!(
+            pick(&p, ready(&[3, 1, 2]), None, 4),
+            (1, PickReason::LeastLoaded)
+        );
+        assert_eq!(
+            pick(&p, ready(&[2, 2, 2]), None, 4),
+            (0, PickReason::LeastLoaded)
+        );
+        assert_eq!(
+            pick(&p, ready(&[2, 1, 1]), None, 4),
+            (1, PickReason::LeastLoaded)
+        );
     }
 
     #[test]
@@ -192,7 +230,10 @@ mod tests {
         assert_eq!(why, PickReason::Affinity);
         let mut loads = [1u64, 1, 1];
         loads[home] = 5; // least + 4: still home
-        assert_eq!(pick(&p, ready(&loads), Some(key), 4), (home, PickReason::Affinity));
+        assert_eq!(
+            pick(&p, ready(&loads), Some(key), 4),
+            (home, PickReason::Affinity)
+        );
         loads[home] = 6; // beyond the slack: the least loaded
         let (moved, why) = pick(&p, ready(&loads), Some(key), 4);
         assert_eq!(why, PickReason::LeastLoaded);
@@ -203,9 +244,19 @@ mod tests {
     fn keys_spread_and_a_leaving_member_moves_only_its_keys() {
         let names = ["gpu0", "gpu1", "gpu2", "gpu3"];
         let full = pool(&names);
-        let keys: Vec<u64> = (0..4000).map(|k| key_hash(format!("user-{k}").as_bytes())).collect();
+        let keys: Vec<u64> = (0..4000)
+            .map(|k| key_hash(format!("user-{k}").as_bytes()))
+            .collect();
         let home = |p: &[PoolMember], k: u64| {
-            let (i, _) = pick(p, |_| MemberLoad { eligible: true, load: 0 }, Some(k), 0);
+            let (i, _) = pick(
+                p,
+                |_| MemberLoad {
+                    eligible: true,
+                    load: 0,
+                },
+                Some(k),
+                0,
+            );
             p[i].seed
         };
         let mut share = [0usize; 4];
@@ -217,13 +268,48 @@ mod tests {
             assert!((700..=1300).contains(&n), "uneven spread {share:?}");
         }
         // gpu2 leaves: the keys of the others stay where they were.
-        let rest: Vec<PoolMember> = full.iter().filter(|m| m.seed != full[2].seed).cloned().collect();
+        let rest: Vec<PoolMember> = full
+            .iter()
+            .filter(|m| m.seed != full[2].seed)
+            .cloned()
+            .collect();
         for &k in &keys {
             let before = home(&full, k);
             if before != full[2].seed {
                 assert_eq!(home(&rest, k), before);
             }
         }
+    }
+
+    #[test]
+    fn affinity_key_sources_in_order() {
+        use crate::config::{AffinityMode, Routing};
+        let mut r = Routing::default();
+        let msgs = br#"[{"role":"system","content":"You are helpful."},{"role":"user"}]"#;
+        let h = affinity_key(&r, Some(b"s1"), Some("alice"), Some(msgs));
+        assert_eq!(h, affinity_key(&r, Some(b"s1"), Some("bob"), None));
+        let u = affinity_key(&r, None, Some("alice"), Some(msgs));
+        assert!(u.is_some() && u != h);
+        assert_eq!(
+            affinity_key(&r, Some(b""), None, Some(msgs)),
+            None,
+            "session mode: no prefix"
+        );
+        r.affinity = AffinityMode::Prefix;
+        r.affinity_prefix_bytes = 20;
+        let p = affinity_key(&r, None, None, Some(msgs));
+        assert!(p.is_some());
+        // Only the first 20 bytes count.
+        let mut other = msgs.to_vec();
+        other[40] = b'X';
+        assert_eq!(p, affinity_key(&r, None, None, Some(&other)));
+        other[5] = b'X';
+        assert_ne!(p, affinity_key(&r, None, None, Some(&other)));
+        r.affinity = AffinityMode::Off;
+        assert_eq!(
+            affinity_key(&r, Some(b"s1"), Some("alice"), Some(msgs)),
+            None
+        );
     }
 
     #[test]

@@ -338,7 +338,12 @@ fn rows() -> Vec<Row> {
             toml: POOLS,
             warm: &[("gpu1", &["llama-70b"]), ("gpu0", &["llama-70b"])],
             model: Some("llama-70b"),
-            want: Route("gpu0", "container:gpu0", "/prefix/v1/chat/completions", None),
+            want: Route(
+                "gpu0",
+                "container:gpu0",
+                "/prefix/v1/chat/completions",
+                None,
+            ),
             pool: &["gpu0", "gpu1"],
             ..R
         },
@@ -409,7 +414,11 @@ fn rows() -> Vec<Row> {
         Row {
             name: "pool: step 2 never mixes ranks (a slot beats remotes alone)",
             toml: POOLS,
-            warm: &[("or", &["shared"]), ("slot-b", &["shared"]), ("or2", &["shared"])],
+            warm: &[
+                ("or", &["shared"]),
+                ("slot-b", &["shared"]),
+                ("or2", &["shared"]),
+            ],
             model: Some("shared"),
             want: Route("slot-b", "passthrough:slot-b", CHAT, None),
             ..R
