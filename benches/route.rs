@@ -3,10 +3,11 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use slotgate::config::Config;
 use slotgate::routing::{
-    dispatch, extract_json, remap_segments, FetchesDone, LiveState, LiveUpstream, LocalSnapshot,
-    ModelList, RequestFacts, Snapshot, SnapshotCell, Step,
+    dispatch, extract_json, pick, remap_segments, FetchesDone, LiveState, LiveUpstream,
+    LocalSnapshot, MemberLoad, ModelList, RequestFacts, Snapshot, SnapshotCell, Step,
 };
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A host with `n` upstreams (half containers, a quarter slots, a quarter remotes), 8 warm model
@@ -78,6 +79,71 @@ fn bench_dispatch(c: &mut Criterion) {
                 &facts,
                 |b, facts| b.iter(|| dispatch(black_box(&snap), black_box(facts), &done)),
             );
+        }
+    }
+    g.finish();
+}
+
+/// Dispatch plus the member pick for a model `members` containers all advertise (step 0 pools),
+/// loads read from atomics as the proxy reads its counters, with and without an affinity key.
+fn bench_pool(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dispatch_pick");
+    let done = FetchesDone::new();
+    for members in [2usize, 8] {
+        let mut t = String::new();
+        for i in 0..members {
+            let _ = write!(
+                t,
+                "[[upstream]]\nname = \"gpu{i}\"\nkind = \"container\"\nurl = \"http://127.0.0.1:{}/v1\"\n",
+                11000 + i
+            );
+        }
+        let cfg = Arc::new(Config::from_toml_str(&t, None).expect("bench config"));
+        let mut live = LiveState::default();
+        for i in 0..members {
+            live.upstreams.insert(
+                format!("gpu{i}"),
+                LiveUpstream {
+                    models: Arc::new(ModelList {
+                        ids: vec!["qwen3-8b".into()],
+                        fetched_at: None,
+                    }),
+                    ..LiveUpstream::default()
+                },
+            );
+        }
+        let snap = Snapshot::build(cfg, &live, 1);
+        let loads: Vec<AtomicU64> = (0..members)
+            .map(|i| AtomicU64::new((i as u64 * 7) % 5))
+            .collect();
+        let facts = RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwen3-8b"));
+        for (label, key) in [
+            ("least_loaded", None),
+            ("affinity", Some(0x9e37_79b9_7f4a_7c15u64)),
+        ] {
+            g.bench_function(BenchmarkId::new(label, format!("{members}members")), |b| {
+                b.iter(|| {
+                    let Step::Decided(Ok(mut d)) =
+                        dispatch(black_box(&snap), black_box(&facts), &done)
+                    else {
+                        unreachable!()
+                    };
+                    if let Some(p) = d.pool {
+                        let members = snap.pool(p);
+                        let (i, _) = pick(
+                            members,
+                            |i| MemberLoad {
+                                eligible: true,
+                                load: loads[i].load(Ordering::Relaxed),
+                            },
+                            black_box(key),
+                            4,
+                        );
+                        d.retarget(&snap, &facts, &members[i]);
+                    }
+                    d
+                })
+            });
         }
     }
     g.finish();
@@ -169,6 +235,7 @@ fn bench_remap(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_dispatch,
+    bench_pool,
     bench_snapshot_read,
     bench_facts,
     bench_remap
