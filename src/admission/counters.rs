@@ -2,6 +2,7 @@
 //! that workers bump on the request path and the admin API reads, plus the wake hook's debounce
 //! latch (DESIGN.md §3a `wake_url`), so workers decide without asking the control plane.
 
+use super::breaker::{Cooldown, RetryBudget};
 use super::gate::Gate;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,10 @@ pub struct UpstreamCounters {
     born: Instant,
     /// The upstream's concurrency budget (`max_inflight`, `max_queue`; 0 = unlimited).
     pub gate: Arc<Gate>,
+    /// The cooldown circuit breaker (`cooldown_after`, `cooldown_ms`).
+    pub cooldown: Cooldown,
+    /// The retry budget of fallbacks away from this upstream.
+    pub budget: RetryBudget,
 }
 
 impl Default for UpstreamCounters {
@@ -35,6 +40,8 @@ impl Default for UpstreamCounters {
             woke_at: AtomicU64::new(0),
             born: Instant::now(),
             gate: Gate::new(0, 0),
+            cooldown: Cooldown::default(),
+            budget: RetryBudget::default(),
         }
     }
 }

@@ -123,6 +123,14 @@ impl Gate {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// At its limit with a full queue: a request now would be refused (`429 dispatch.busy`).
+    pub fn is_busy(&self) -> bool {
+        let max = self.max.load(Ordering::Relaxed);
+        max > 0
+            && self.inflight.load(Ordering::Relaxed) >= max
+            && self.waiting.load(Ordering::Relaxed) >= self.max_queue.load(Ordering::Relaxed)
+    }
+
     /// The configured limit (0 = unlimited).
     pub fn limit(&self) -> u32 {
         self.max.load(Ordering::Relaxed)

@@ -12,3 +12,11 @@ mod gate;
 pub use breaker::{Cooldown, RetryBudget, Tripped, BUDGET_WINDOW_MS};
 pub use counters::{HeldGuard, InflightGuard, UpstreamCounters};
 pub use gate::{Gate, Permit, Priority, Refusal};
+
+/// Milliseconds on the process's monotonic clock: the time base of [`Cooldown`] and
+/// [`RetryBudget`] (shared by every worker, never 0).
+pub fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    start.elapsed().as_millis() as u64 + 1
+}
