@@ -8,7 +8,7 @@
 //! is within `slack` of the least. A one-member pool is never built, so the common path is
 //! unchanged. Pure: the caller passes each member's live load.
 
-use super::upstream::UpstreamId;
+use super::upstream::{UpstreamEntry, UpstreamId};
 
 /// Index of a pool in a snapshot's pool table. Valid for one snapshot only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +44,18 @@ pub struct MemberLoad {
     pub eligible: bool,
     /// Requests in flight plus open streams, across every worker.
     pub load: u64,
+}
+
+impl MemberLoad {
+    /// What the picker knows about `u` at `now_ms` (the admission clock): eligible when ready,
+    /// not busy (at `max_inflight` with a full queue) and not cooling down.
+    pub fn of(u: &UpstreamEntry, now_ms: u64) -> MemberLoad {
+        let c = u.counters();
+        MemberLoad {
+            eligible: u.state().is_ready() && !c.gate.is_busy() && !c.cooldown.is_cooling(now_ms),
+            load: c.load(),
+        }
+    }
 }
 
 /// Why [`pick`] chose its member.

@@ -175,18 +175,6 @@ impl UpstreamEntry {
         self.live.counters.load()
     }
 
-    /// What the replica picker knows about this upstream at `now_ms` (the admission clock):
-    /// eligible when ready, not busy (at `max_inflight` with a full queue) and not cooling down.
-    pub fn member_load(&self, now_ms: u64) -> super::pool::MemberLoad {
-        let c = &self.live.counters;
-        super::pool::MemberLoad {
-            eligible: self.state().is_ready()
-                && !c.gate.is_busy()
-                && !c.cooldown.is_cooling(now_ms),
-            load: c.load(),
-        }
-    }
-
     /// The state the readiness gate uses (DESIGN.md §1, §3).
     pub fn state(&self) -> SlotState {
         match self.cfg.kind {
