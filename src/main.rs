@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use slotgate::config::Config;
 use slotgate::mock::{self, MockArgs, MockConfig};
-use slotgate::routing::{explain, routing_table, LiveState, RequestFacts, Snapshot};
+use slotgate::routing::{explain, routing_table, ExplainAt, LiveState, RequestFacts, Snapshot};
 use slotgate::server::Server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +69,10 @@ enum Cmd {
         /// The request path.
         #[arg(long, default_value = "/v1/chat/completions")]
         path: String,
+        /// A session (affinity) key, as the `x-session-id` header would carry it: which replica
+        /// pool member it sticks to.
+        #[arg(long)]
+        session: Option<String>,
     },
     /// An OpenAI-compatible fake model server for demos, tests and benchmarks.
     MockBackend(MockArgs),
@@ -224,11 +228,14 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             model,
             path,
+            session,
         } => {
             let cfg = load(&config, None)?;
             let snap = Snapshot::build(Arc::new(cfg), &LiveState::default(), 1);
             let facts = RequestFacts::new("POST", &path).with_model(model.as_deref());
-            print!("{}", explain(&snap, &facts));
+            let at =
+                ExplainAt::new(slotgate::admission::clock_ms()).with_session(session.as_deref());
+            print!("{}", explain(&snap, &facts, at));
             Ok(())
         }
         Cmd::MockBackend(args) => {

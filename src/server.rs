@@ -4,7 +4,6 @@
 use crate::config::Config;
 use crate::control::{self, Control};
 use crate::proxy::{spawn_workers, Driver, Shared};
-use crate::routing::{explain, RequestFacts};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -63,11 +62,6 @@ impl Server {
         if let Some(cert) = tls_cert {
             tracing::info!(cert = %cert.display(), "front door speaks TLS (http/1.1)");
         }
-        control.set_route_explainer(Box::new(|snap, model, path| {
-            let facts =
-                RequestFacts::new("POST", path).with_model(Some(model).filter(|m| !m.is_empty()));
-            serde_json::to_value(explain(snap, &facts)).unwrap_or_default()
-        }));
         control.spawn()?;
         control.handle_sighup()?;
         let shared = Arc::new(Shared::new(

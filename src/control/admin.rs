@@ -10,11 +10,12 @@
 use super::plane::Control;
 use super::state::PushError;
 use super::wire::{Wire, WireError, MAX_HEAD};
+use crate::admission;
 use crate::config::ct_eq;
 use crate::config::UpstreamKind;
 use crate::http::{ErrorCode, ErrorReply, Limits, RequestError, RequestHead, ResponseWriter};
 use crate::prometheus;
-use crate::routing::{self, ProbeStatus, RequestFacts, SlotState, Snapshot};
+use crate::routing::{self, ExplainAt, ProbeStatus, RequestFacts, SlotState, Snapshot};
 use serde_json::{json, Value};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -482,16 +483,19 @@ fn upstreams_json(control: &Control) -> Value {
     json!({"epoch": control.cell().epoch(), "upstreams": list})
 }
 
-/// `GET /admin/route?model=M&path=P`: `routing::explain` on the current snapshot (each step's
-/// verdict and the decision), unless an explainer was registered to replace it.
+/// `GET /admin/route?model=M&path=P&session=S`: `routing::explain` on the current snapshot now
+/// (each step's verdict, the decision, the replica pool's pick with and without the session
+/// key), unless an explainer was registered to replace it.
 fn route_explain(control: &Control, query: &str) -> Reply {
     let mut model = String::new();
     let mut path = "/v1/chat/completions".to_string();
+    let mut session = String::new();
     for pair in query.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
             "model" => model = crate::http::target::decode_query_value(v.as_bytes()),
             "path" => path = crate::http::target::decode_query_value(v.as_bytes()),
+            "session" => session = crate::http::target::decode_query_value(v.as_bytes()),
             _ => {}
         }
     }
@@ -502,7 +506,8 @@ fn route_explain(control: &Control, query: &str) -> Reply {
     // The request a client would send: model in the body, `path` (with any query) as target.
     let model = Some(model.as_str()).filter(|m| !m.is_empty());
     let facts = RequestFacts::new("POST", &path).with_model(model);
-    let explained = routing::explain(&snap, &facts);
+    let at = ExplainAt::new(admission::clock_ms()).with_session(Some(&session));
+    let explained = routing::explain(&snap, &facts, at);
     Reply::json(200, &serde_json::to_value(explained).expect("json"))
 }
 

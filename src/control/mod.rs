@@ -19,7 +19,8 @@
 //! Wiring in `server` (startup order):
 //! 1. `let control = Control::with_config(config)` — publishes the first snapshot;
 //!    `control.cell()` is what workers build their `LocalSnapshot` from.
-//! 2. `control.front_door().install(..)` and `control.set_route_explainer(..)`.
+//! 2. `control.front_door().install(..)` (and, to replace `GET /admin/route`'s
+//!    `routing::explain` answer, `control.set_route_explainer(..)`; the server does not).
 //! 3. `control.spawn()?` (probers, refreshes, the control thread) and `control.handle_sighup()?`.
 //! 4. Start the workers with `Shared::new(tuning, control.cell().clone(), control.port(),
 //!    control.front_door().clone())`; when they are up, `control.set_ready(driver, n)` and

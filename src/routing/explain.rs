@@ -2,9 +2,13 @@
 //! verdicts of `slotgate route` and `GET /admin/route` (DESIGN.md §5, §6).
 //!
 //! Explanations run the very same dispatch code as requests (through a recording tracer), so they
-//! cannot drift from what the proxy does.
+//! cannot drift from what the proxy does. When the decision carries a replica pool, the member
+//! the proxy's picker ([`pick`]) would choose now is shown with every member's load and why it
+//! was or was not picked; the time comes in as an argument ([`ExplainAt`]), since routing reads
+//! no clock.
 
-use super::dispatch::{drive_blocking, Outcome, Trace};
+use super::dispatch::{drive_blocking, Decision, Outcome, Trace};
+use super::pool::{affinity_key, pick, rendezvous, MemberLoad, PickReason, PoolId};
 use super::{DispatchError, FetchRequest, RequestFacts, Snapshot};
 use serde::Serialize;
 use std::fmt::{self, Write as _};
@@ -54,6 +58,80 @@ pub struct ExplainedDecision {
     pub url: String,
     /// New body `model`, when rewritten.
     pub remap: Option<String>,
+    /// The upstream's configured fallback chain, in order (empty: none).
+    pub fallback: Vec<String>,
+}
+
+/// When and for whom an explanation looks at replica pools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExplainAt<'a> {
+    /// Now on the admission clock (`admission::clock_ms()`): cooldowns are judged against it.
+    pub now_ms: u64,
+    /// A session (affinity) key, as the request's affinity header would carry it.
+    pub session: Option<&'a str>,
+}
+
+impl<'a> ExplainAt<'a> {
+    /// At `now_ms`, with no session key.
+    pub fn new(now_ms: u64) -> ExplainAt<'a> {
+        ExplainAt {
+            now_ms,
+            session: None,
+        }
+    }
+
+    /// The same, with this session key (empty counts as none).
+    pub fn with_session(mut self, session: Option<&'a str>) -> ExplainAt<'a> {
+        self.session = session.filter(|s| !s.is_empty());
+        self
+    }
+}
+
+/// One pool member as the picker sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedMember {
+    /// Upstream name.
+    pub name: String,
+    /// Its readiness state.
+    pub state: &'static str,
+    /// Requests in flight plus open streams, across every worker.
+    pub load: u64,
+    /// Ready, not busy and not cooling down: it can take the request now.
+    pub eligible: bool,
+    /// At `max_inflight` with a full queue.
+    pub busy: bool,
+    /// Its cooldown breaker is open (or half-open with its trial out).
+    pub cooling: bool,
+    /// Cooldown left, in ms (0 when closed, or past the deadline with the trial out).
+    pub cooling_remaining_ms: u64,
+    /// The member the decision names.
+    pub picked: bool,
+    /// Why it was or was not picked.
+    pub note: String,
+}
+
+/// A member choice and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedPick {
+    /// The member's name.
+    pub member: String,
+    /// `least_loaded`, `affinity` or `none_eligible` ([`PickReason`]).
+    pub reason: &'static str,
+}
+
+/// The replica pool a decision carries, and what the picker does with it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedPool {
+    /// How much more loaded than the least the session's member may be and keep the request.
+    pub affinity_slack: u64,
+    /// Members in priority order.
+    pub members: Vec<ExplainedMember>,
+    /// The pick for a request with no affinity key.
+    pub pick: ExplainedPick,
+    /// The session key explained, when one was given.
+    pub session: Option<String>,
+    /// The pick for that key; `None` without a key, or when `[routing] affinity = "off"`.
+    pub session_pick: Option<ExplainedPick>,
 }
 
 /// The error a request would get, for display.
@@ -86,8 +164,11 @@ pub struct Explanation {
     pub epoch: u64,
     /// Each step's verdict, in order.
     pub steps: Vec<StepVerdict>,
-    /// The decision, when there is one.
+    /// The decision, when there is one; with a pool, on the member the picker chooses now (for
+    /// the session key, when one was given).
     pub decision: Option<ExplainedDecision>,
+    /// The decision's replica pool, when it carries one.
+    pub pool: Option<ExplainedPool>,
     /// The error, when there is one.
     pub error: Option<ExplainedError>,
 }
@@ -113,12 +194,12 @@ impl Trace for Recorder {
     }
 }
 
-/// Explains `facts` on `snap` without any IO: a fetch dispatch asks for is recorded, then treated as
-/// having brought nothing new (the verdict after it is what a failing fetch would give).
-pub fn explain(snap: &Snapshot, facts: &RequestFacts<'_>) -> Explanation {
+/// Explains `facts` on `snap` at `at` without any IO: a fetch dispatch asks for is recorded, then
+/// treated as having brought nothing new (the verdict after it is what a failing fetch would give).
+pub fn explain(snap: &Snapshot, facts: &RequestFacts<'_>, at: ExplainAt<'_>) -> Explanation {
     // "Fetching" hands back an unchanged copy, made only if dispatch asks (CLI/admin path only).
     let mut unchanged: Option<Arc<Snapshot>> = None;
-    explain_with(snap, facts, &mut |_| {
+    explain_with(snap, facts, at, &mut |_| {
         unchanged
             .get_or_insert_with(|| Arc::new(snap.clone()))
             .clone()
@@ -130,6 +211,7 @@ pub fn explain(snap: &Snapshot, facts: &RequestFacts<'_>) -> Explanation {
 pub fn explain_with(
     snap: &Snapshot,
     facts: &RequestFacts<'_>,
+    at: ExplainAt<'_>,
     fetch: &mut impl FnMut(&FetchRequest) -> Arc<Snapshot>,
 ) -> Explanation {
     let mut rec = Recorder {
@@ -138,33 +220,15 @@ pub fn explain_with(
     };
     let routed = drive_blocking(snap, facts, fetch, &mut rec);
     let final_snap: &Snapshot = routed.snapshot.as_deref().unwrap_or(snap);
-    let (decision, error) = match &routed.result {
+    let (decision, pool, error) = match &routed.result {
         Ok(d) => {
-            let u = final_snap.upstream(d.upstream);
-            let url = match &u.cfg.parsed_url {
-                Some(p) => {
-                    let scheme = match p.scheme {
-                        crate::config::Scheme::Http => "http",
-                        crate::config::Scheme::Https => "https",
-                    };
-                    format!("{scheme}://{}{}", p.authority, d.path)
-                }
-                None => d.path.clone(),
-            };
-            (
-                Some(ExplainedDecision {
-                    upstream: u.name().to_string(),
-                    kind: u.kind().as_str(),
-                    state: u.state().as_str(),
-                    breadcrumb: d.route_header(final_snap).to_string(),
-                    path: d.path.clone(),
-                    url,
-                    remap: d.remap.clone(),
-                }),
-                None,
-            )
+            let mut d = d.clone();
+            let pool = d
+                .pool
+                .map(|p| explain_pool(final_snap, facts, &mut d, p, at));
+            (Some(explained_decision(final_snap, &d)), pool, None)
         }
-        Err(e) => (None, Some(explained_error(e))),
+        Err(e) => (None, None, Some(explained_error(e))),
     };
     Explanation {
         method: facts.method.to_string(),
@@ -180,7 +244,145 @@ pub fn explain_with(
         epoch: final_snap.epoch,
         steps: rec.steps,
         decision,
+        pool,
         error,
+    }
+}
+
+fn explained_decision(snap: &Snapshot, d: &Decision) -> ExplainedDecision {
+    let u = snap.upstream(d.upstream);
+    let url = match &u.cfg.parsed_url {
+        Some(p) => {
+            let scheme = match p.scheme {
+                crate::config::Scheme::Http => "http",
+                crate::config::Scheme::Https => "https",
+            };
+            format!("{scheme}://{}{}", p.authority, d.path)
+        }
+        None => d.path.clone(),
+    };
+    ExplainedDecision {
+        upstream: u.name().to_string(),
+        kind: u.kind().as_str(),
+        state: u.state().as_str(),
+        breadcrumb: d.route_header(snap).to_string(),
+        path: d.path.clone(),
+        url,
+        remap: d.remap.clone(),
+        fallback: u.cfg.fallback.clone(),
+    }
+}
+
+/// Runs the proxy's member pick on pool `p` at `at` (with no key, and with the session's key when
+/// one is given), retargets `d` to the member chosen, and says why each member was or was not.
+fn explain_pool(
+    snap: &Snapshot,
+    facts: &RequestFacts<'_>,
+    d: &mut Decision,
+    p: PoolId,
+    at: ExplainAt<'_>,
+) -> ExplainedPool {
+    let members = snap.pool(p);
+    let routing = &snap.config.routing;
+    let slack = routing.affinity_slack;
+    let loads: Vec<MemberLoad> = members
+        .iter()
+        .map(|m| MemberLoad::of(snap.upstream(m.id), at.now_ms))
+        .collect();
+    let load = |i: usize| loads.get(i).copied().unwrap_or_default();
+    let name = |i: usize| members.get(i).map_or("", |m| snap.upstream(m.id).name());
+    let named = |(i, why): (usize, PickReason)| ExplainedPick {
+        member: name(i).to_string(),
+        reason: why.as_str(),
+    };
+    let keyless = pick(members, load, None, slack);
+    let key = at
+        .session
+        .and_then(|s| affinity_key(routing, Some(s.as_bytes()), None, None));
+    let keyed = key.map(|k| pick(members, load, Some(k), slack));
+    let (chosen, why) = keyed.unwrap_or(keyless);
+    if let Some(m) = members.get(chosen) {
+        d.retarget(snap, facts, m);
+    }
+    // The key's own member among the eligible (rendezvous winner), to say why it lost.
+    let home = key.and_then(|k| {
+        members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| load(*i).eligible)
+            .max_by_key(|(_, m)| rendezvous(k, m.seed))
+            .map(|(i, _)| i)
+    });
+    let least = loads.iter().filter(|l| l.eligible).map(|l| l.load).min();
+    let chosen_load = load(chosen).load;
+    let explained = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let u = snap.upstream(m.id);
+            let c = u.counters();
+            let l = load(i);
+            let cooling = c.cooldown.is_cooling(at.now_ms);
+            let remaining = if cooling {
+                c.cooldown.remaining_ms(at.now_ms)
+            } else {
+                0
+            };
+            let note = if i == chosen {
+                match why {
+                    PickReason::Affinity => format!(
+                        "picked: the session's member (load {} <= least {} + slack {slack})",
+                        l.load,
+                        least.unwrap_or(0)
+                    ),
+                    PickReason::LeastLoaded if home.is_some() => {
+                        "picked: least loaded (the session's member is past the slack)".to_string()
+                    }
+                    PickReason::LeastLoaded => "picked: least loaded".to_string(),
+                    PickReason::NoneEligible => {
+                        "picked: no member can take the request now; the first member, under \
+                         today's rules (503 loading, hold, queue or 429)"
+                            .to_string()
+                    }
+                }
+            } else if !u.state().is_ready() {
+                format!("skipped: {}, not ready", u.state().as_str())
+            } else if c.gate.is_busy() {
+                "skipped: busy (max_inflight reached, queue full)".to_string()
+            } else if cooling {
+                format!("skipped: cooling down ({remaining} ms left)")
+            } else if home == Some(i) {
+                format!(
+                    "the session's member, but load {} > least {} + slack {slack}",
+                    l.load,
+                    least.unwrap_or(0)
+                )
+            } else if why == PickReason::Affinity {
+                "not the session's member".to_string()
+            } else if l.load > chosen_load {
+                format!("more loaded ({} > {chosen_load})", l.load)
+            } else {
+                "as loaded, later in priority order".to_string()
+            };
+            ExplainedMember {
+                name: u.name().to_string(),
+                state: u.state().as_str(),
+                load: l.load,
+                eligible: l.eligible,
+                busy: c.gate.is_busy(),
+                cooling,
+                cooling_remaining_ms: remaining,
+                picked: i == chosen,
+                note,
+            }
+        })
+        .collect();
+    ExplainedPool {
+        affinity_slack: slack,
+        members: explained,
+        pick: named(keyless),
+        session: at.session.map(str::to_string),
+        session_pick: keyed.map(named),
     }
 }
 
@@ -230,11 +432,57 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
         }
+        if let Some(p) = &self.pool {
+            write!(f, "{p}")?;
+        }
+        if let Some(d) = &self.decision {
+            if !d.fallback.is_empty() {
+                writeln!(f, "   fallback chain: {}", d.fallback.join(" -> "))?;
+            }
+        }
         if let Some(e) = &self.error {
             writeln!(
                 f,
                 "=> {} {}: {}  details {}",
                 e.status, e.code, e.message, e.details
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ExplainedPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "   pool of {} (affinity slack {}): no session key -> {} ({})",
+            self.members.len(),
+            self.affinity_slack,
+            self.pick.member,
+            self.pick.reason
+        )?;
+        match (&self.session, &self.session_pick) {
+            (Some(s), Some(p)) => writeln!(f, "   session '{s}' -> {} ({})", p.member, p.reason)?,
+            (Some(s), None) => {
+                writeln!(f, "   session '{s}' ignored: [routing] affinity = \"off\"")?
+            }
+            _ => {}
+        }
+        let width = self.members.iter().map(|m| m.name.len()).max().unwrap_or(4);
+        for m in &self.members {
+            let cooling = if m.cooling {
+                format!("  cooling {} ms", m.cooling_remaining_ms)
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "   {} {:<width$}  {:<9}  load {:<4}{cooling}  {}",
+                if m.picked { '*' } else { ' ' },
+                m.name,
+                m.state,
+                m.load,
+                m.note
             )?;
         }
         Ok(())
@@ -417,7 +665,7 @@ kind = "composite"
         let snap = host();
         let facts =
             RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwopus3.6-27b-v2"));
-        let e = explain(&snap, &facts);
+        let e = explain(&snap, &facts, ExplainAt::default());
         assert_eq!(e.steps.len(), 1);
         assert_eq!(e.steps[0].outcome, Outcome::Hit);
         let d = e.decision.as_ref().unwrap();
@@ -435,7 +683,7 @@ kind = "composite"
     fn explains_every_step_and_the_pure_prefetch() {
         let snap = host();
         let facts = RequestFacts::new("POST", "/v1/embeddings?x=1").with_model(Some("e5"));
-        let e = explain(&snap, &facts);
+        let e = explain(&snap, &facts, ExplainAt::default());
         let seen: Vec<(u8, u8, Outcome)> = e
             .steps
             .iter()
@@ -471,7 +719,7 @@ kind = "composite"
         let cfg = snap.config.clone();
         let facts =
             RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("gpt-4o-mini"));
-        let e = explain_with(&snap, &facts, &mut |req| {
+        let e = explain_with(&snap, &facts, ExplainAt::default(), &mut |req| {
             assert_eq!(req.targets[0].name, "openrouter");
             let mut live = LiveState::default();
             live.upstreams.insert(

@@ -24,7 +24,9 @@ pub use dispatch::{
     FetchReason, FetchRequest, FetchTarget, FetchesDone, ModelFetcher, Outcome, RequestFacts,
     Routed, Step,
 };
-pub use explain::{explain, explain_with, routing_table, Explanation, StepVerdict};
+pub use explain::{
+    explain, explain_with, routing_table, ExplainAt, ExplainedPool, Explanation, StepVerdict,
+};
 pub use facts::{
     extract, extract_json, extract_multipart, remap_model, remap_segments, BodyFacts, FactsError,
     ModelSpan, RemappedBody, SpanEncoding,
