@@ -350,7 +350,7 @@ fn explain_pool(
             } else if c.gate.is_busy() {
                 "skipped: busy (max_inflight reached, queue full)".to_string()
             } else if cooling {
-                format!("skipped: cooling down ({remaining} ms left)")
+                "skipped: cooling down".to_string()
             } else if home == Some(i) {
                 format!(
                     "the session's member, but load {} > least {} + slack {slack}",
@@ -711,6 +711,204 @@ kind = "composite"
         assert_eq!(json["steps"][8]["outcome"], "no_route");
         assert_eq!(json["query"], "x=1");
         assert!(e.to_string().contains("=> 404 dispatch.no_route"));
+    }
+
+    const POOL: &str = r#"
+[[upstream]]
+name = "gpu0"
+kind = "container"
+url = "http://127.0.0.1:8120/v1"
+models = ["m"]
+[[upstream]]
+name = "gpu1"
+kind = "container"
+url = "http://127.0.0.1:8121/v1"
+models = ["m"]
+fallback = ["or"]
+[[upstream]]
+name = "gpu2"
+kind = "container"
+url = "http://127.0.0.1:8122/v1"
+models = ["m"]
+[[upstream]]
+name = "or"
+kind = "remote"
+url = "https://or.example.com/v1"
+"#;
+
+    /// Three ready containers advertising `m` (a step-0 pool).
+    fn pooled() -> Snapshot {
+        let mut live = LiveState::default();
+        for n in ["gpu0", "gpu1", "gpu2"] {
+            live.upstreams.insert(
+                n.into(),
+                LiveUpstream {
+                    probe: crate::routing::ProbeStatus::Passing,
+                    ..LiveUpstream::default()
+                },
+            );
+        }
+        Snapshot::build(
+            Arc::new(Config::from_toml_str(POOL, None).unwrap()),
+            &live,
+            7,
+        )
+    }
+
+    fn chat_m() -> RequestFacts<'static> {
+        RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("m"))
+    }
+
+    #[test]
+    fn a_pool_shows_every_member_and_the_least_loaded_pick() {
+        let snap = pooled();
+        let gpu = |n: &str| snap.by_name(n).unwrap().counters().clone();
+        let _busy = [gpu("gpu0").request(), gpu("gpu0").request()];
+        let mut s = gpu("gpu0").request();
+        s.streaming();
+        let _one = gpu("gpu1").request();
+        let now = 50_000;
+        // gpu2 would be idlest, but its breaker is open.
+        gpu("gpu2")
+            .cooldown
+            .record_failure(now - 1_000, 1, 5_000, 0);
+        let e = explain(&snap, &chat_m(), ExplainAt::new(now));
+        let d = e.decision.as_ref().unwrap();
+        assert_eq!(d.upstream, "gpu1", "the picked member");
+        assert_eq!(d.breadcrumb, "container:gpu1");
+        assert_eq!(d.url, "http://127.0.0.1:8121/v1/chat/completions");
+        assert_eq!(d.fallback, ["or"]);
+        let p = e.pool.as_ref().unwrap();
+        let seen: Vec<(&str, u64, bool, bool, u64, bool)> = p
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.name.as_str(),
+                    m.load,
+                    m.eligible,
+                    m.cooling,
+                    m.cooling_remaining_ms,
+                    m.picked,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("gpu0", 4, true, false, 0, false),
+                ("gpu1", 1, true, false, 0, true),
+                ("gpu2", 0, false, true, 4_000, false),
+            ]
+        );
+        assert_eq!(
+            (p.pick.member.as_str(), p.pick.reason),
+            ("gpu1", "least_loaded")
+        );
+        assert_eq!((p.session.as_ref(), p.session_pick.as_ref()), (None, None));
+        assert_eq!(p.members[0].note, "more loaded (4 > 1)");
+        assert_eq!(p.members[2].note, "skipped: cooling down");
+        let text = e.to_string();
+        for want in [
+            "=> gpu1 (container, ready) via container:gpu1",
+            "pool of 3 (affinity slack 4): no session key -> gpu1 (least_loaded)",
+            "   * gpu1  ready      load 1     picked: least loaded",
+            "     gpu2  ready      load 0     cooling 4000 ms  skipped: cooling down",
+            "fallback chain: or",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        // Past the cooldown (trial not taken), gpu2 is eligible and idlest.
+        let later = explain(&snap, &chat_m(), ExplainAt::new(now + 5_000));
+        assert_eq!(later.decision.unwrap().upstream, "gpu2");
+    }
+
+    #[test]
+    fn a_session_key_sticks_within_the_slack() {
+        let snap = pooled();
+        let at = ExplainAt::new(1_000).with_session(Some("conversation-1"));
+        let e = explain(&snap, &chat_m(), at);
+        let p = e.pool.as_ref().unwrap();
+        let home = p.session_pick.clone().unwrap();
+        assert_eq!(home.reason, "affinity");
+        assert_eq!(
+            (p.pick.member.as_str(), p.pick.reason),
+            ("gpu0", "least_loaded")
+        );
+        assert_eq!(e.decision.as_ref().unwrap().upstream, home.member);
+        assert!(e.to_string().contains(&format!(
+            "session 'conversation-1' -> {} (affinity)",
+            home.member
+        )));
+        // Loaded past least + slack: the least loaded takes it, and the note says why.
+        let c = snap.by_name(&home.member).unwrap().counters().clone();
+        let _g: Vec<_> = (0..5).map(|_| c.request()).collect();
+        let e = explain(&snap, &chat_m(), at);
+        let p = e.pool.as_ref().unwrap();
+        assert_eq!(p.session_pick.as_ref().unwrap().reason, "least_loaded");
+        assert_ne!(e.decision.as_ref().unwrap().upstream, home.member);
+        let m = p.members.iter().find(|m| m.name == home.member).unwrap();
+        assert_eq!(
+            m.note,
+            "the session's member, but load 5 > least 0 + slack 4"
+        );
+        // No pool, no section: a single upstream.
+        let one =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwopus3.6-27b-v2"));
+        let e = explain(&host(), &one, at);
+        assert_eq!(e.decision.unwrap().upstream, "chat");
+        assert!(e.pool.is_none());
+    }
+
+    #[test]
+    fn no_eligible_member_means_the_first_and_the_json_shape_holds() {
+        let snap = pooled();
+        for n in ["gpu0", "gpu1", "gpu2"] {
+            let c = snap.by_name(n).unwrap().counters();
+            c.cooldown.record_failure(100, 1, 10_000, 0);
+        }
+        let e = explain(&snap, &chat_m(), ExplainAt::new(200).with_session(Some("")));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["decision"]["upstream"], "gpu0");
+        assert_eq!(json["decision"]["fallback"], serde_json::json!([]));
+        assert_eq!(json["pool"]["affinity_slack"], 4);
+        assert_eq!(json["pool"]["pick"]["member"], "gpu0");
+        assert_eq!(json["pool"]["pick"]["reason"], "none_eligible");
+        assert_eq!(
+            json["pool"]["session"],
+            serde_json::Value::Null,
+            "empty = none"
+        );
+        assert_eq!(json["pool"]["session_pick"], serde_json::Value::Null);
+        let m = &json["pool"]["members"][1];
+        for key in [
+            "name",
+            "state",
+            "load",
+            "eligible",
+            "busy",
+            "cooling",
+            "cooling_remaining_ms",
+            "picked",
+            "note",
+        ] {
+            assert!(m.get(key).is_some(), "member field {key}: {m}");
+        }
+        assert_eq!(
+            (&m["name"], &m["cooling"], &m["cooling_remaining_ms"]),
+            (
+                &serde_json::json!("gpu1"),
+                &serde_json::json!(true),
+                &serde_json::json!(9_900)
+            )
+        );
+        assert_eq!(json["pool"]["members"][0]["picked"], true);
+        // A decision without a pool: `pool` is null.
+        let one =
+            RequestFacts::new("POST", "/v1/chat/completions").with_model(Some("qwopus3.6-27b-v2"));
+        let json = serde_json::to_value(explain(&host(), &one, ExplainAt::new(1))).unwrap();
+        assert_eq!(json["decision"]["upstream"], "chat");
+        assert_eq!(json["pool"], serde_json::Value::Null);
     }
 
     #[test]
