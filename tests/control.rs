@@ -662,3 +662,101 @@ fn concurrent_reloads_never_lose_an_upstreams_counters() {
         }
     }
 }
+
+#[test]
+fn admin_shows_pools_cooldowns_budgets_and_fallbacks() {
+    let be = Backend::start(&["m1"]);
+    let text = format!(
+        "{}{}{}",
+        upstream(
+            "gpu0",
+            "container",
+            &be.url(),
+            "fallback = [\"or\"]\ncooldown_after = 2"
+        ),
+        upstream("gpu1", "container", &be.url(), ""),
+        upstream("or", "remote", &be.url(), ""),
+    );
+    let c = started(config(&text));
+    let (addr, _h) = control::spawn_admin(c.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    wait_for("both ready with m1", || {
+        let s = c.snapshot();
+        ["gpu0", "gpu1"]
+            .iter()
+            .all(|n| s.by_name(n).unwrap().state().is_ready() && models_of(&s, n) == ["m1"])
+    });
+
+    // /admin/upstreams: gpu0 has failed twice (breaker open) and counted requests and a retry.
+    let gpu0 = c.counters("gpu0").unwrap();
+    let now = slotgate::admission::clock_ms();
+    gpu0.cooldown.record_failure(now, 2, 60_000, 0);
+    gpu0.cooldown.record_failure(now, 2, 60_000, 0);
+    for _ in 0..4 {
+        gpu0.budget.record_request(now);
+    }
+    assert!(gpu0.budget.try_spend(now, 20, 3));
+    let (st, _, v) = http(addr, "GET", "/admin/upstreams", "", "");
+    assert_eq!(st, 200);
+    let find = |name: &str| {
+        v["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let g0 = find("gpu0");
+    assert_eq!(g0["fallback"], serde_json::json!(["or"]));
+    assert_eq!(g0["cooldown"]["cooling"], true, "{g0}");
+    assert_eq!(g0["cooldown"]["consecutive_failures"], 2);
+    let left = g0["cooldown"]["remaining_ms"].as_u64().unwrap();
+    assert!(left > 0 && left <= 60_000, "{left}");
+    assert_eq!(
+        (
+            &g0["retry_budget"]["requests"],
+            &g0["retry_budget"]["retries"]
+        ),
+        (&serde_json::json!(4), &serde_json::json!(1))
+    );
+    let g1 = find("gpu1");
+    assert_eq!(g1["fallback"], serde_json::json!([]));
+    assert_eq!(
+        g1["cooldown"],
+        serde_json::json!({"cooling": false, "remaining_ms": 0, "consecutive_failures": 0})
+    );
+    assert_eq!(
+        g1["retry_budget"],
+        serde_json::json!({"requests": 0, "retries": 0})
+    );
+
+    // /admin/route: the pool, gpu0 skipped while cooling; the session key's pick.
+    let (st, _, v) = http(addr, "GET", "/admin/route?model=m1&session=s%201", "", "");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["decision"]["upstream"], "gpu1", "{v}");
+    assert_eq!(v["decision"]["breadcrumb"], "container:gpu1", "{v}");
+    let pool = &v["pool"];
+    assert_eq!(pool["session"], "s 1");
+    assert_eq!(pool["pick"]["member"], "gpu1");
+    assert_eq!(pool["session_pick"]["member"], "gpu1", "{pool}");
+    let members: Vec<(&str, bool, bool)> = pool["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["cooling"].as_bool().unwrap(),
+                m["picked"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(members, [("gpu0", true, false), ("gpu1", false, true)]);
+
+    // The breaker closes: gpu0 is eligible again and, idle like gpu1, first by name.
+    gpu0.cooldown.record_success();
+    let (_, _, v) = http(addr, "GET", "/admin/route?model=m1", "", "");
+    assert_eq!(v["decision"]["upstream"], "gpu0", "{v}");
+    assert_eq!(v["decision"]["fallback"], serde_json::json!(["or"]));
+    assert_eq!(v["pool"]["session_pick"], Value::Null);
+}

@@ -62,6 +62,11 @@ impl Cooldown {
         until != 0 && (now < until || self.trial_ms.load(Ordering::Acquire) != 0)
     }
 
+    /// Consecutive failures since the last success (for the admin API).
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
     /// Remaining cooldown at `now`, in ms (0 when closed or past the deadline).
     pub fn remaining_ms(&self, now: u64) -> u64 {
         self.until_ms.load(Ordering::Acquire).saturating_sub(now)
@@ -185,6 +190,7 @@ mod tests {
         assert!(c.admits(1_000, 10_000));
         assert_eq!(c.record_failure(1_000, 3, 10_000, 0), Tripped::No);
         assert_eq!(c.record_failure(1_100, 3, 10_000, 0), Tripped::No);
+        assert_eq!(c.failures(), 2);
         assert_eq!(
             c.record_failure(1_200, 3, 10_000, 0),
             Tripped::Until(11_200)
@@ -198,6 +204,7 @@ mod tests {
         assert!(c.is_cooling(11_300));
         // The trial succeeds: closed.
         c.record_success();
+        assert_eq!(c.failures(), 0);
         assert!(c.admits(11_400, 10_000));
         assert!(!c.is_cooling(11_400));
         assert_eq!(c.record_failure(11_500, 3, 10_000, 0), Tripped::No);

@@ -436,6 +436,7 @@ fn probe_str(p: ProbeStatus) -> &'static str {
 fn upstreams_json(control: &Control) -> Value {
     let (config, live, epoch) = control.live_view();
     let view = Snapshot::build(config, &live, epoch);
+    let now_ms = admission::clock_ms();
     let list: Vec<Value> = view
         .upstreams
         .iter()
@@ -476,6 +477,16 @@ fn upstreams_json(control: &Control) -> Value {
                 },
                 "on_loading": match u.cfg.on_loading { crate::config::OnLoading::Hold => "hold", crate::config::OnLoading::Reject => "reject" },
                 "held": c.as_ref().map_or(0, |c| c.held()),
+                "fallback": u.cfg.fallback,
+                "cooldown": {
+                    "cooling": c.as_ref().is_some_and(|c| c.cooldown.is_cooling(now_ms)),
+                    "remaining_ms": c.as_ref().map_or(0, |c| c.cooldown.remaining_ms(now_ms)),
+                    "consecutive_failures": c.as_ref().map_or(0, |c| c.cooldown.failures()),
+                },
+                "retry_budget": {
+                    "requests": c.as_ref().map_or(0, |c| c.budget.window(now_ms).0),
+                    "retries": c.as_ref().map_or(0, |c| c.budget.window(now_ms).1),
+                },
                 "addrs": l.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             })
         })
