@@ -303,6 +303,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
         let d = u.counters().held();
         sample(o, "slotgate_held_requests", &lbl(u.name()), d);
     }
+    upstream_gauges(o, &view, crate::admission::clock_ms());
     header(
         o,
         "slotgate_upstream_models_age_seconds",
@@ -355,10 +356,76 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     out
 }
 
+/// What the replica picker and the fallback chains read, per upstream at `now_ms` (admission
+/// clock): whether its cooldown breaker is open, and its load (requests in flight plus open
+/// streams, what pool members are compared by).
+fn upstream_gauges(o: &mut String, view: &Snapshot, now_ms: u64) {
+    let lbl = |u: &str| labels(&[("upstream", u)]);
+    header(
+        o,
+        "slotgate_upstream_cooling",
+        Kind::Gauge,
+        "1 while the upstream's cooldown breaker is open (pools skip it, fallback chains take over).",
+    );
+    for u in &view.upstreams {
+        let cooling = u.counters().cooldown.is_cooling(now_ms);
+        sample(
+            o,
+            "slotgate_upstream_cooling",
+            &lbl(u.name()),
+            u8::from(cooling),
+        );
+    }
+    header(
+        o,
+        "slotgate_upstream_load",
+        Kind::Gauge,
+        "Requests in flight plus open streams per upstream (what replica pools compare).",
+    );
+    for u in &view.upstreams {
+        sample(o, "slotgate_upstream_load", &lbl(u.name()), u.load());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn cooling_and_load_gauges_per_upstream() {
+        use crate::config::Config;
+        use crate::routing::LiveState;
+        use std::sync::Arc;
+        let toml = "[[upstream]]\nname = \"gpu0\"\nkind = \"container\"\nurl = \"http://127.0.0.1:1/v1\"\n\
+                    [[upstream]]\nname = \"gpu1\"\nkind = \"container\"\nurl = \"http://127.0.0.1:2/v1\"\n";
+        let cfg = Arc::new(Config::from_toml_str(toml, None).unwrap());
+        let view = Snapshot::build(cfg, &LiveState::default(), 1);
+        let c0 = view.by_name("gpu0").unwrap().counters().clone();
+        let _a = c0.request();
+        let mut b = c0.request();
+        b.streaming();
+        let c1 = view.by_name("gpu1").unwrap().counters();
+        c1.cooldown.record_failure(1_000, 1, 5_000, 0);
+        let mut out = String::new();
+        upstream_gauges(&mut out, &view, 2_000);
+        for line in [
+            "# TYPE slotgate_upstream_cooling gauge\n",
+            "slotgate_upstream_cooling{upstream=\"gpu0\"} 0\n",
+            "slotgate_upstream_cooling{upstream=\"gpu1\"} 1\n",
+            "# TYPE slotgate_upstream_load gauge\n",
+            "slotgate_upstream_load{upstream=\"gpu0\"} 3\n",
+            "slotgate_upstream_load{upstream=\"gpu1\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in\n{out}");
+        }
+        out.clear();
+        upstream_gauges(&mut out, &view, 6_000);
+        assert!(
+            out.contains("slotgate_upstream_cooling{upstream=\"gpu1\"} 0\n"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {
