@@ -127,6 +127,9 @@ pub struct Record {
     pub(crate) sse: SseCounter,
     pub(crate) client_abort: bool,
     pub(crate) cut: bool,
+    /// Fallbacks taken, `(from, to, reason)`, in order (`slotgate_fallbacks_total`); empty on
+    /// the common path, so it allocates only when a fallback happens.
+    pub(crate) fallbacks: Vec<(String, String, &'static str)>,
 }
 
 impl Record {
@@ -236,6 +239,14 @@ impl Record {
         if self.status == 0 {
             self.status = CLIENT_CLOSED;
         }
+    }
+
+    /// The request went from upstream `from` to its fallback `to` because of `reason` (a stable
+    /// label value: e.g. `loading`, `busy`, `cooling`, `connect`, `first_byte`); counted in
+    /// `slotgate_fallbacks_total{from,to,reason}` at hand-over.
+    pub fn fallback(&mut self, from: &str, to: &str, reason: &'static str) {
+        self.fallbacks
+            .push((from.to_string(), to.to_string(), reason));
     }
 
     /// The response was cut: ended without its terminating chunk/length (upstream died,

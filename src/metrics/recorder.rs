@@ -129,6 +129,8 @@ pub struct Recorder {
     pub queue_wait: Hist,
     /// Idle pooled connections per upstream address, as of the worker's last pool sweep.
     pub pool_idle: Vec<(SocketAddr, usize)>,
+    /// Fallbacks taken, by `(from, to, reason)`.
+    pub fallbacks: BTreeMap<(String, String, &'static str), u64>,
 }
 
 impl Default for Recorder {
@@ -140,6 +142,7 @@ impl Default for Recorder {
             overhead: Hist::micros(),
             queue_wait: Hist::micros(),
             pool_idle: Vec::new(),
+            fallbacks: BTreeMap::new(),
         }
     }
 }
@@ -171,6 +174,9 @@ impl Recorder {
         if let Some(code) = r.error {
             *self.errors.entry(code.code()).or_default() += 1;
         }
+        for f in &r.fallbacks {
+            *self.fallbacks.entry(f.clone()).or_default() += 1;
+        }
         let start = r.start;
         let u = self.upstream(&r.upstream);
         *u.requests.entry((r.kind, r.status)).or_default() += 1;
@@ -197,6 +203,9 @@ impl Recorder {
         self.overhead.add(&other.overhead);
         self.queue_wait.add(&other.queue_wait);
         self.pool_idle.extend_from_slice(&other.pool_idle);
+        for (k, v) in &other.fallbacks {
+            *self.fallbacks.entry(k.clone()).or_default() += v;
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use super::recorder::{Hist, Recorder};
 use crate::control::Control;
 use crate::prometheus::{header, labels, sample, Kind};
 use crate::routing::Snapshot;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Bucket bounds (seconds) of request-scale latencies.
@@ -171,6 +172,7 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     for (code, n) in &rec.errors {
         sample(o, "slotgate_errors_total", &labels(&[("code", code)]), n);
     }
+    fallbacks_family(o, &rec.fallbacks);
     let per_upstream: [PerUpstream; 5] = [
         (
             "slotgate_client_aborts_total",
@@ -356,6 +358,21 @@ pub(crate) fn render(i: &Inputs<'_>) -> String {
     out
 }
 
+/// `slotgate_fallbacks_total{from,to,reason}`: requests sent on down a fallback chain.
+fn fallbacks_family(o: &mut String, fallbacks: &BTreeMap<(String, String, &'static str), u64>) {
+    let name = "slotgate_fallbacks_total";
+    header(
+        o,
+        name,
+        Kind::Counter,
+        "Requests sent from an upstream to one of its fallbacks, by reason.",
+    );
+    for ((from, to, reason), n) in fallbacks {
+        let l = labels(&[("from", from), ("to", to), ("reason", reason)]);
+        sample(o, name, &l, n);
+    }
+}
+
 /// What the replica picker and the fallback chains read, per upstream at `now_ms` (admission
 /// clock): whether its cooldown breaker is open, and its load (requests in flight plus open
 /// streams, what pool members are compared by).
@@ -390,6 +407,7 @@ fn upstream_gauges(o: &mut String, view: &Snapshot, now_ms: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Record;
     use std::time::Duration;
 
     #[test]
@@ -425,6 +443,41 @@ mod tests {
             out.contains("slotgate_upstream_cooling{upstream=\"gpu1\"} 0\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn fallbacks_are_counted_merged_and_rendered() {
+        let mut r = Record::default();
+        r.begin(10);
+        r.fallback("gpu0", "openrouter", "cooling");
+        let w = super::super::WorkerMetrics::default();
+        w.finish(&mut r, line());
+        r.begin(10);
+        assert!(r.fallbacks.is_empty(), "begin starts afresh");
+        r.fallback("gpu0", "openrouter", "cooling");
+        r.fallback("gpu0", "groq", "connect");
+        let other = super::super::WorkerMetrics::default();
+        other.finish(&mut r, line());
+        let mut all = Recorder::default();
+        w.merge_into(&mut all);
+        other.merge_into(&mut all);
+        let mut out = String::new();
+        fallbacks_family(&mut out, &all.fallbacks);
+        assert_eq!(
+            out,
+            "# HELP slotgate_fallbacks_total Requests sent from an upstream to one of its fallbacks, by reason.\n\
+             # TYPE slotgate_fallbacks_total counter\n\
+             slotgate_fallbacks_total{from=\"gpu0\",to=\"groq\",reason=\"connect\"} 1\n\
+             slotgate_fallbacks_total{from=\"gpu0\",to=\"openrouter\",reason=\"cooling\"} 2\n"
+        );
+    }
+
+    fn line() -> super::super::RequestLine<'static> {
+        super::super::RequestLine {
+            client: "127.0.0.1:1".parse().unwrap(),
+            method: "POST",
+            path: "/v1/chat/completions",
+        }
     }
 
     #[test]
