@@ -443,6 +443,7 @@ fn upstreams_json(control: &Control) -> Value {
         .map(|u| {
             let c = control.counters(u.name());
             let l = &u.live;
+            let (requests, retries) = c.as_ref().map_or((0, 0), |c| c.budget.window(now_ms));
             json!({
                 "name": u.name(),
                 "kind": u.kind().as_str(),
@@ -483,10 +484,7 @@ fn upstreams_json(control: &Control) -> Value {
                     "remaining_ms": c.as_ref().map_or(0, |c| c.cooldown.remaining_ms(now_ms)),
                     "consecutive_failures": c.as_ref().map_or(0, |c| c.cooldown.failures()),
                 },
-                "retry_budget": {
-                    "requests": c.as_ref().map_or(0, |c| c.budget.window(now_ms).0),
-                    "retries": c.as_ref().map_or(0, |c| c.budget.window(now_ms).1),
-                },
+                "retry_budget": {"requests": requests, "retries": retries},
                 "addrs": l.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             })
         })
