@@ -7,7 +7,7 @@
 //! the task held. The worker, its other connections and every other worker go on.
 
 use super::request_id::RequestId;
-use super::worker::Worker;
+use super::context::Worker;
 use crate::http::{ErrorCode, ErrorReply};
 use crate::logging::panic_message;
 use std::cell::{Cell, RefCell};

@@ -1,13 +1,13 @@
 //! One request's life after framing: facts, dispatch, readiness gate, forward, relay
 //! (DESIGN.md §2, §3).
 
-use super::conn::{client_gone, Body, ClientConn};
+use super::client::{client_gone, Body, ClientConn};
 use super::forward;
 use super::front::{self, Desk};
 use super::pool;
 use super::stream::UpstreamStream;
 use super::upstream_error::{BadResponse, UpstreamError, UpstreamErrorKind};
-use super::worker::Worker;
+use super::context::{Outcome, Worker};
 use crate::admission::{HeldGuard, Priority, Refusal};
 use crate::config::{OnClientAbort, OnLoading, UpstreamConfig};
 use crate::http::response::ResponseHead;
@@ -22,15 +22,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// What the connection does after an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Read the next request.
-    KeepAlive,
-    /// Close the client connection.
-    Close,
-}
 
 /// Handles a buffered request: its bytes `req` (head parsed into `c.head`, body located by
 /// `body`).

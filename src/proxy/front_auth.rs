@@ -1,10 +1,10 @@
 //! The front-door key check (DESIGN.md §4 `auth.unauthorized`): every front-door path, the
 //! model list included, before anything is routed or forwarded.
 
-use super::conn::ClientConn;
-use super::exchange::Outcome;
+use super::client::ClientConn;
+use super::context::Outcome;
 use super::forward::RequestId;
-use super::worker::Worker;
+use super::context::Worker;
 use crate::http::{ErrorCode, ErrorReply};
 use crate::routing::Snapshot;
 use monoio::io::AsyncWriteRentExt;

@@ -3,7 +3,9 @@
 
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+mod client;
 mod conn;
+pub mod context;
 pub mod contain;
 mod drain;
 mod exchange;

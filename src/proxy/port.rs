@@ -1,7 +1,7 @@
 //! The proxy's side of the worker port ([`crate::port`], DESIGN.md §7): the fetches dispatch asks
 //! for, wake hooks and fast failure marking, sent as messages; no worker touches control state.
 
-use super::worker::Worker;
+use super::context::Worker;
 use crate::routing::{FetchRequest, ModelFetcher, Snapshot, UpstreamEntry};
 use std::rc::Rc;
 use std::sync::Arc;

@@ -1,11 +1,11 @@
 //! Workers: one pinned monoio runtime per core, each with its own `SO_REUSEPORT` listener,
 //! connections, upstream pool and buffers (DESIGN.md §7 "Workers", "Driver").
 
+pub use super::context::Worker;
 use super::drain::DrainSignal;
 use super::pool::Pool;
 use super::Shared;
 use crate::config::DriverChoice;
-use crate::metrics::WorkerMetrics;
 use crate::routing::LocalSnapshot;
 use monoio::net::{ListenerOpts, TcpListener};
 use std::cell::Cell;
@@ -56,28 +56,6 @@ pub fn uring_available() -> bool {
     std::thread::spawn(monoio::utils::detect_uring)
         .join()
         .unwrap_or(false)
-}
-
-/// Per-worker state: everything here is touched by one thread only.
-pub struct Worker {
-    /// Worker index.
-    pub id: usize,
-    /// Process-wide state.
-    pub shared: Arc<Shared>,
-    /// Cached routing snapshot.
-    pub snap: LocalSnapshot,
-    /// Idle upstream connections.
-    pub pool: Pool,
-    /// Whether this runtime is io_uring (sockets must then be blocking).
-    pub uring: bool,
-    /// Open client connections on this worker.
-    pub conns: Cell<usize>,
-    /// Counter of generated request ids.
-    pub ids: super::request_id::IdSource,
-    /// This worker's metrics recorder (only this worker and the scraper touch it).
-    pub metrics: Arc<WorkerMetrics>,
-    /// Fired when the worker starts draining: idle keep-alive connections close at once.
-    pub drain: DrainSignal,
 }
 
 /// Running workers.
