@@ -11,6 +11,8 @@ pub fn extract_json(body: &[u8]) -> Result<BodyFacts<'_>, FactsError> {
     let found = Scanner { b: body, i: 0 }.scan()?;
     let mut facts = BodyFacts {
         stream: found.stream,
+        user: found.user,
+        messages: found.messages,
         ..BodyFacts::default()
     };
     if let Some((start, end, escaped)) = found.model {
@@ -46,6 +48,10 @@ struct Found {
     /// `(start, end, has_escapes)` of the last top-level `model` when it is a string.
     model: Option<(usize, usize, bool)>,
     stream: bool,
+    /// Content bytes (no quotes, escapes as sent) of the last top-level `user` string.
+    user: Option<(usize, usize)>,
+    /// The last top-level `messages` array, brackets included.
+    messages: Option<(usize, usize)>,
 }
 
 /// Which top-level key the next value belongs to.
@@ -53,6 +59,8 @@ struct Found {
 enum Key {
     Model,
     Stream,
+    User,
+    Messages,
     Other,
 }
 
@@ -96,6 +104,8 @@ impl Scanner<'_> {
         let mut depth = 0usize;
         // The key of the value about to be scanned, when that value sits in the top-level object.
         let mut key = Key::Other;
+        // Where the top-level `messages` array being scanned opened.
+        let mut messages_open: Option<usize> = None;
         loop {
             // A value.
             self.ws();
@@ -108,6 +118,12 @@ impl Scanner<'_> {
                     }
                     if at_top && key == Key::Stream {
                         found.stream = false;
+                    }
+                    if at_top && key == Key::User {
+                        found.user = None;
+                    }
+                    if at_top && key == Key::Messages && self.b[self.i] == b'[' {
+                        messages_open = Some(self.i);
                     }
                     let is_obj = self.b[self.i] == b'{';
                     if depth == MAX_DEPTH {
@@ -126,6 +142,11 @@ impl Scanner<'_> {
                         (true, Some(b'}')) | (false, Some(b']')) => {
                             self.i += 1;
                             depth -= 1;
+                            if depth == 1 {
+                                if let Some(s) = messages_open.take() {
+                                    found.messages = Some((s, self.i));
+                                }
+                            }
                         }
                         (true, _) => {
                             key = self.key(depth)?;
@@ -140,7 +161,8 @@ impl Scanner<'_> {
                         match key {
                             Key::Model => found.model = Some((start, self.i, escaped)),
                             Key::Stream => found.stream = false,
-                            Key::Other => {}
+                            Key::User => found.user = Some((start + 1, self.i - 1)),
+                            Key::Messages | Key::Other => {}
                         }
                     }
                 }
@@ -149,8 +171,9 @@ impl Scanner<'_> {
                     if at_top {
                         match key {
                             Key::Model => found.model = None,
+                            Key::User => found.user = None,
                             Key::Stream => found.stream = true,
-                            Key::Other => {}
+                            Key::Messages | Key::Other => {}
                         }
                     }
                 }
@@ -165,7 +188,8 @@ impl Scanner<'_> {
                         match key {
                             Key::Model => found.model = None,
                             Key::Stream => found.stream = false,
-                            Key::Other => {}
+                            Key::User => found.user = None,
+                            Key::Messages | Key::Other => {}
                         }
                     }
                 }
@@ -196,6 +220,11 @@ impl Scanner<'_> {
                     (Some(b'}'), true) | (Some(b']'), false) => {
                         self.i += 1;
                         depth -= 1;
+                        if depth == 1 {
+                            if let Some(s) = messages_open.take() {
+                                found.messages = Some((s, self.i));
+                            }
+                        }
                     }
                     (None, _) => return self.err("unexpected end inside a container"),
                     (_, true) => return self.err("expected ',' or '}'"),
@@ -227,6 +256,8 @@ impl Scanner<'_> {
             match name {
                 b"model" => Key::Model,
                 b"stream" => Key::Stream,
+                b"user" => Key::User,
+                b"messages" => Key::Messages,
                 _ => Key::Other,
             }
         };
@@ -423,6 +454,21 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> u32 {
 #[cfg(test)]
 #[allow(clippy::string_slice)] // tests: a panic is a failure
 mod tests {
+    #[test]
+    fn user_and_messages_spans() {
+        let body = br#"{"messages":[{"role":"user","content":"hi ]"}],"user":"al\"ice","n":{"user":"x","messages":[1]},"model":"m"}"#;
+        let f = extract_json(body).unwrap();
+        let (s, e) = f.messages.unwrap();
+        assert_eq!(&body[s..e], br#"[{"role":"user","content":"hi ]"}]"#);
+        let (s, e) = f.user.unwrap();
+        assert_eq!(&body[s..e], br#"al\"ice"#);
+        let f = extract_json(br#"{"user":7,"messages":"x"}"#).unwrap();
+        assert_eq!((f.user, f.messages), (None, None));
+        let f = extract_json(br#"{"user":"a","user":null,"messages":[]}"#).unwrap();
+        assert_eq!(f.user, None);
+        assert_eq!(f.messages, Some((35, 37)));
+    }
+
     use super::*;
     use crate::error::ErrorCode;
 

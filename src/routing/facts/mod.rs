@@ -49,6 +49,11 @@ pub struct BodyFacts<'a> {
     pub span: Option<ModelSpan>,
     /// The top-level `stream` is JSON `true` (form field `true` for multipart).
     pub stream: bool,
+    /// `body[start..end]`: the content of the top-level `user` string (escapes as sent), an
+    /// affinity key source.
+    pub user: Option<(usize, usize)>,
+    /// `body[start..end]`: the top-level `messages` array, brackets included (prefix affinity).
+    pub messages: Option<(usize, usize)>,
 }
 
 impl BodyFacts<'_> {
