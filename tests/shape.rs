@@ -20,24 +20,7 @@ use std::path::{Path, PathBuf};
 /// the import as the test prints it (the absolute path, `crate::...`). Each entry is removed by
 /// work in flight; `pending_entries_still_occur` fails as soon as one no longer occurs, so the
 /// list only shrinks. The lead empties it when that work merges.
-const PENDING: &[(&str, &str)] = &[
-    // The circle among proxy/{conn, contain, exchange, forward, front, front_auth, port, worker}:
-    // the later proxy split. These are the imports of types that live in the wrong room
-    // (`Worker` next to the code that spawns workers, `Outcome`/`RelayCtx` in exchange.rs,
-    // `ClientConn`/`Body`/`client_gone` in conn.rs); without them the folder is one-way.
-    ("proxy/conn.rs", "crate::proxy::worker::Worker"),
-    ("proxy/contain.rs", "crate::proxy::worker::Worker"),
-    ("proxy/exchange.rs", "crate::proxy::worker::Worker"),
-    ("proxy/front_auth.rs", "crate::proxy::worker::Worker"),
-    ("proxy/port.rs", "crate::proxy::worker::Worker"),
-    ("proxy/conn.rs", "crate::proxy::exchange::Outcome"),
-    ("proxy/front_auth.rs", "crate::proxy::exchange::Outcome"),
-    ("proxy/forward.rs", "crate::proxy::exchange::RelayCtx"),
-    ("proxy/exchange.rs", "crate::proxy::conn::ClientConn"),
-    ("proxy/front_auth.rs", "crate::proxy::conn::ClientConn"),
-    ("proxy/exchange.rs", "crate::proxy::conn::Body"),
-    ("proxy/exchange.rs", "crate::proxy::conn::client_gone"),
-];
+const PENDING: &[(&str, &str)] = &[];
 
 // ------------------------------------------------------------------------------------------------
 // The rules.

@@ -57,7 +57,8 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
                 .num("bytes_out", r.bytes_out)
                 .num("sse_events", r.sse.events)
                 .bool("client_abort", r.client_abort)
-                .bool("cut", r.cut);
+                .bool("cut", r.cut)
+                .str("fallback_from", r.fallback_from.as_str());
             l.finish();
         });
         return;
@@ -83,6 +84,7 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
         sse_events = r.sse.events,
         client_abort = r.client_abort,
         cut = r.cut,
+        fallback_from = r.fallback_from.as_str(),
         "request"
     );
 }

@@ -98,4 +98,3 @@ pub async fn client_gone(watch: Option<&Watch>) {
         }
     }
 }
-

@@ -4,9 +4,9 @@
 use super::client::{Body, ClientConn};
 use super::contain::ConnProbe;
 use super::context::Outcome;
+use super::context::Worker;
 use super::exchange;
 use super::stream::ClientStream;
-use super::context::Worker;
 use crate::http::request::Limits;
 use crate::http::{BodyFraming, ChunkedDecoder, ErrorCode, ErrorReply, RequestHead, Status};
 use crate::metrics::{Record, RequestLine};

@@ -6,8 +6,8 @@
 //! then drops the task, which closes the client and upstream sockets and releases everything
 //! the task held. The worker, its other connections and every other worker go on.
 
-use super::request_id::RequestId;
 use super::context::Worker;
+use super::request_id::RequestId;
 use crate::http::{ErrorCode, ErrorReply};
 use crate::logging::panic_message;
 use std::cell::{Cell, RefCell};

@@ -40,4 +40,3 @@ pub enum Outcome {
     /// Close the client connection.
     Close,
 }
-

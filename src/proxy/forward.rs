@@ -1,7 +1,7 @@
 //! Rewriting heads on the way through: the upstream request head and the client response head
 //! (DESIGN.md §3 "Headers").
 
-use super::exchange::RelayCtx;
+use super::attempt::Attempt;
 use crate::config::AuthStyle;
 use crate::http::headers::{is_hop_by_hop, name_eq, tokens};
 use crate::http::response::ResponseHead;
@@ -113,7 +113,7 @@ pub fn response_head(
     out: &mut Vec<u8>,
     head: &ResponseHead,
     buf: &[u8],
-    ctx: &RelayCtx,
+    ctx: &Attempt,
     close_client: bool,
     dechunk: bool,
 ) {
@@ -158,6 +158,11 @@ pub fn response_head(
         out.extend_from_slice(b"\r\nx-slotgate-upstream: ");
         out.extend_from_slice(ctx.upstream().as_bytes());
         out.extend_from_slice(b"\r\n");
+        if let Some(from) = ctx.fallback_from() {
+            out.extend_from_slice(b"x-slotgate-fallback-from: ");
+            out.extend_from_slice(from.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
     if close_client {
         out.extend_from_slice(b"connection: close\r\n");

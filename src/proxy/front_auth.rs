@@ -3,8 +3,8 @@
 
 use super::client::ClientConn;
 use super::context::Outcome;
-use super::forward::RequestId;
 use super::context::Worker;
+use super::forward::RequestId;
 use crate::http::{ErrorCode, ErrorReply};
 use crate::routing::Snapshot;
 use monoio::io::AsyncWriteRentExt;

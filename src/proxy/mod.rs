@@ -3,10 +3,13 @@
 
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
+mod admit;
+mod attempt;
+mod chain;
 mod client;
 mod conn;
-pub mod context;
 pub mod contain;
+pub mod context;
 mod drain;
 mod exchange;
 mod forward;
@@ -14,7 +17,10 @@ pub mod front;
 mod front_auth;
 pub mod pool;
 pub mod port;
+mod relay;
+mod reply;
 pub mod request_id;
+mod send;
 mod stream;
 pub(crate) mod sys;
 mod tls_stream;

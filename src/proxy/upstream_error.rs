@@ -152,6 +152,20 @@ impl UpstreamError {
         self.reused && self.before_first_byte() && !self.is_timeout()
     }
 
+    /// A connect failure (refused, reset, timed out) or no response head within `first_byte_ms`:
+    /// what sends a request on to a fallback upstream and counts towards a cooldown. Other
+    /// failures (a reset after the request was written, a malformed answer) are answered as
+    /// they are: the upstream may have acted on the request.
+    pub fn falls_back(&self) -> bool {
+        matches!(self.kind, UpstreamErrorKind::Connect(_)) || self.is_timeout()
+    }
+
+    /// Whether this failure counts towards the upstream's cooldown (the same as
+    /// [`falls_back`](Self::falls_back)).
+    pub fn trips_cooldown(&self) -> bool {
+        self.falls_back()
+    }
+
     /// The §4 code: 504 `dispatch.upstream_timeout` for a timeout, else 502
     /// `dispatch.upstream_unavailable`.
     pub fn code(&self) -> ErrorCode {

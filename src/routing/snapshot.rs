@@ -93,6 +93,12 @@ impl Snapshot {
         self.index.local_named(name).map(|id| self.upstream(id))
     }
 
+    /// Whether any dispatch on this snapshot can yield a replica pool.
+    #[inline]
+    pub fn has_pools(&self) -> bool {
+        !self.index.pools.is_empty()
+    }
+
     /// The members of pool `id` (priority order).
     pub fn pool(&self, id: super::PoolId) -> &[super::PoolMember] {
         self.index.pools.get(id.0 as usize).map_or(&[], |p| p)
