@@ -90,48 +90,13 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, probe: Rc
                 return;
             }
             ReadResult::Refuse(reply) => {
-                let close = reply.code.closes_connection();
-                c.rec.begin(c.buf.len());
-                let out = reply.to_response("", close);
-                c.rec
-                    .replied(reply.code.status(), Some(reply.code), out.len());
-                c.probe.responding();
-                let _ = c.stream.write_all(out).await;
-                c.probe.idle();
-                let req = RequestLine {
-                    client: c.peer,
-                    method: "",
-                    path: "",
-                };
-                w.metrics.finish(&mut c.rec, req);
-                if close {
+                if !refuse(&w, &mut c, &reply).await {
                     return;
                 }
-                // The request was framed correctly: drop it and go on.
-                let consumed = c.head.head_len();
-                c.buf.advance(consumed.min(c.buf.len()));
-                continue;
             }
             ReadResult::Request { body, msg_len } => {
-                c.rec.begin(msg_len);
-                // The request's bytes leave the read buffer (no copy: they share its allocation)
-                // so a large body can be forwarded without copying it; pipelined bytes stay.
-                let req = c.buf.split_to(msg_len).freeze();
-                c.probe.request();
-                let outcome = exchange::handle(&w, &mut c, &req, body).await;
-                c.probe.idle();
-                finish_record(&w, &mut c, &req);
-                drop(req);
-                // With many connections on the worker, an idle keep-alive connection holds one
-                // descriptor, not two: the read-side watcher is duplicated again by the next
-                // proxied request (DESIGN-NOTES.md). Below that, it is kept (no dup and close
-                // per request).
-                if w.conns.get() > LEAN_IDLE_CONNS {
-                    c.watch = None;
-                }
-                match outcome {
-                    Outcome::KeepAlive if !w.shared.is_draining() => continue,
-                    _ => return,
+                if !exchange_one(&w, &mut c, body, msg_len).await {
+                    return;
                 }
             }
         }
@@ -186,81 +151,10 @@ async fn read_until(
 const LEAN_IDLE_CONNS: usize = 256;
 
 async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> ReadResult {
-    let t = &w.shared.tuning;
-    let min_free = t.read_buffer_bytes / 2;
-    // 1. The head. While nothing of it has arrived the connection is idle (keep-alive timeout);
-    // from its first byte the header timeout runs (slowloris guard).
-    let mut head_deadline: Option<Instant> = None;
-    let head_len = loop {
-        if !c.buf.is_empty() {
-            match c.head.parse(&c.buf, limits) {
-                Ok(Status::Complete(n)) => break n,
-                Ok(Status::Incomplete) => {}
-                Err(e) => {
-                    return ReadResult::Refuse(ErrorReply::new(e.code(), e.message()));
-                }
-            }
-            if head_deadline.is_none() {
-                head_deadline = Some(Instant::now() + Duration::from_millis(t.header_timeout_ms));
-            }
-        }
-        let deadline = match head_deadline {
-            Some(d) => d,
-            None => {
-                if w.shared.is_draining() || w.drain.fired() {
-                    return ReadResult::Closed;
-                }
-                Instant::now() + Duration::from_millis(t.keepalive_timeout_ms)
-            }
-        };
-        if head_deadline.is_none() && c.buf.is_empty() && w.conns.get() > LEAN_IDLE_CONNS {
-            // Many connections on this worker: an idle one gives its buffers back (TLS ones
-            // too, unless the session still holds received bytes) and waits for readability
-            // without holding memory (one extra poll per request in this mode).
-            let tcp = match &mut c.stream {
-                ClientStream::Plain(s) => Some(&*s),
-                ClientStream::Tls(s) => s.release_idle().then(|| s.tcp()),
-            };
-            if let Some(s) = tcp {
-                c.buf = BytesMut::new();
-                c.relay = None;
-                let ready = monoio::time::timeout_at(deadline.into(), s.readable(false));
-                monoio::select! {
-                    r = ready => if !matches!(r, Ok(Ok(()))) { return ReadResult::Closed },
-                    _ = w.drain.wait() => return ReadResult::Closed,
-                }
-            }
-        }
-        let buf = std::mem::take(&mut c.buf);
-        let read = read_until(&mut c.stream, buf, min_free, deadline);
-        let read = if head_deadline.is_none() {
-            // Idle keep-alive: a drain closes the connection now (the cancelled read loses no
-            // request byte worth keeping: none had arrived).
-            monoio::select! {
-                r = read => r,
-                _ = w.drain.wait() => return ReadResult::Closed,
-            }
-        } else {
-            read.await
-        };
-        match read {
-            None if head_deadline.is_some() => {
-                return ReadResult::Refuse(ErrorReply::new(
-                    ErrorCode::RequestTimeout,
-                    "request head not received in time",
-                ))
-            }
-            None => return ReadResult::Closed,
-            Some((res, buf)) => {
-                c.buf = buf;
-                match res {
-                    Ok(0) | Err(_) => return ReadResult::Closed,
-                    Ok(_) => {}
-                }
-            }
-        }
+    let head_len = match read_head(w, c, limits).await {
+        Ok(n) => n,
+        Err(r) => return r,
     };
-
     // An unauthenticated request is refused before its body is read; one whose body is already
     // buffered goes on to the same check in `exchange::handle`, which keeps the connection.
     let body_pending = match c.head.framing() {
@@ -271,84 +165,187 @@ async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> Re
     if body_pending && !super::front_auth::allowed(&w.snap.get(), c, &c.buf) {
         return ReadResult::Unauthorized;
     }
-
-    // 2. The body.
-    let max_body = t.max_body_bytes as u64;
-    let body_idle = Duration::from_millis(t.body_timeout_ms);
-    let too_large = || {
-        ReadResult::Refuse(
-            ErrorReply::new(ErrorCode::BodyTooLarge, "request body too large")
-                .details(serde_json::json!({"max_body_bytes": max_body})),
-        )
-    };
-    let timed_out = || {
-        ReadResult::Refuse(ErrorReply::new(
-            ErrorCode::RequestTimeout,
-            "request body not received in time",
-        ))
+    let t = &w.shared.tuning;
+    let body = BodyLimits {
+        max: t.max_body_bytes as u64,
+        idle: Duration::from_millis(t.body_timeout_ms),
+        min_free: t.read_buffer_bytes / 2,
     };
     match c.head.framing() {
         BodyFraming::None | BodyFraming::Close => ReadResult::Request {
             body: Body::InBuf(head_len..head_len),
             msg_len: head_len,
         },
-        BodyFraming::Length(n) => {
-            if n > max_body {
-                return too_large();
+        BodyFraming::Length(n) => read_length_body(c, head_len, n, &body).await,
+        BodyFraming::Chunked => read_chunked_body(c, head_len, &body).await,
+    }
+}
+
+/// Reads until a whole request head is buffered; returns its length. While nothing of it has
+/// arrived the connection is idle (keep-alive timeout, closed by a drain); from its first byte
+/// the header timeout runs (slowloris guard).
+async fn read_head(
+    w: &Rc<Worker>,
+    c: &mut ClientConn,
+    limits: &Limits,
+) -> Result<usize, ReadResult> {
+    let t = &w.shared.tuning;
+    let min_free = t.read_buffer_bytes / 2;
+    let mut head_deadline: Option<Instant> = None;
+    loop {
+        if !c.buf.is_empty() {
+            match c.head.parse(&c.buf, limits) {
+                Ok(Status::Complete(n)) => return Ok(n),
+                Ok(Status::Incomplete) => {}
+                Err(e) => return Err(ReadResult::Refuse(ErrorReply::new(e.code(), e.message()))),
             }
-            let end = head_len + n as usize;
-            if c.buf.len() < end && !send_continue(c).await {
-                return ReadResult::Closed;
-            }
-            while c.buf.len() < end {
-                let want = (end - c.buf.len()).max(min_free);
-                if let Err(r) = read_body_more(c, want, body_idle, timed_out).await {
-                    return r;
-                }
-            }
-            ReadResult::Request {
-                body: Body::InBuf(head_len..end),
-                msg_len: end,
+            if head_deadline.is_none() {
+                head_deadline = Some(Instant::now() + Duration::from_millis(t.header_timeout_ms));
             }
         }
-        BodyFraming::Chunked => {
-            if c.buf.len() == head_len && !send_continue(c).await {
-                return ReadResult::Closed;
+        let deadline = match head_deadline {
+            Some(d) => d,
+            None if w.shared.is_draining() || w.drain.fired() => return Err(ReadResult::Closed),
+            None => Instant::now() + Duration::from_millis(t.keepalive_timeout_ms),
+        };
+        let idle = head_deadline.is_none() && c.buf.is_empty();
+        if idle && w.conns.get() > LEAN_IDLE_CONNS && !lean_idle_wait(w, c, deadline).await {
+            return Err(ReadResult::Closed);
+        }
+        let buf = std::mem::take(&mut c.buf);
+        let read = read_until(&mut c.stream, buf, min_free, deadline);
+        let read = if head_deadline.is_none() {
+            // Idle keep-alive: a drain closes the connection now (the cancelled read loses no
+            // request byte worth keeping: none had arrived).
+            monoio::select! {
+                r = read => r,
+                _ = w.drain.wait() => return Err(ReadResult::Closed),
             }
-            let mut dec = ChunkedDecoder::new();
-            let mut body = Vec::new();
-            let mut pos = head_len;
-            loop {
-                if let Some(rest) = c.buf.get(pos..).filter(|r| !r.is_empty()) {
-                    let res = dec.decode(rest, |d| body.extend_from_slice(d));
-                    match res {
-                        Ok(p) => {
-                            pos += p.consumed;
-                            if dec.payload_len() > max_body {
-                                return too_large();
-                            }
-                            if p.done {
-                                return ReadResult::Request {
-                                    body: Body::Owned(body),
-                                    msg_len: pos,
-                                };
-                            }
-                            // The payload is copied out: drop its wire bytes so the read buffer
-                            // holds only the head and one read, whatever the chunk overhead.
-                            pos = compact_after_head(&mut c.buf, head_len, pos);
-                        }
-                        Err(e) => {
-                            return ReadResult::Refuse(ErrorReply::new(
-                                ErrorCode::BadHttp,
-                                format!("bad chunked request body: {e}"),
-                            ))
-                        }
-                    }
-                }
-                if let Err(r) = read_body_more(c, min_free, body_idle, timed_out).await {
-                    return r;
-                }
+        } else {
+            read.await
+        };
+        match read {
+            None if head_deadline.is_some() => {
+                return Err(ReadResult::Refuse(ErrorReply::new(
+                    ErrorCode::RequestTimeout,
+                    "request head not received in time",
+                )))
             }
+            None => return Err(ReadResult::Closed),
+            Some((Ok(0) | Err(_), buf)) => {
+                c.buf = buf;
+                return Err(ReadResult::Closed);
+            }
+            Some((Ok(_), buf)) => c.buf = buf,
+        }
+    }
+}
+
+/// Many connections on this worker: an idle one gives its buffers back (TLS ones too, unless
+/// the session still holds received bytes) and waits for readability without holding memory
+/// (one extra poll per request in this mode). False when the connection should close.
+async fn lean_idle_wait(w: &Rc<Worker>, c: &mut ClientConn, deadline: Instant) -> bool {
+    let tcp = match &mut c.stream {
+        ClientStream::Plain(s) => Some(&*s),
+        ClientStream::Tls(s) => s.release_idle().then(|| s.tcp()),
+    };
+    let Some(s) = tcp else { return true };
+    c.buf = BytesMut::new();
+    c.relay = None;
+    let ready = monoio::time::timeout_at(deadline.into(), s.readable(false));
+    monoio::select! {
+        r = ready => matches!(r, Ok(Ok(()))),
+        _ = w.drain.wait() => false,
+    }
+}
+
+/// The body limits of one request.
+struct BodyLimits {
+    /// `max_body_bytes`.
+    max: u64,
+    /// Longest gap between body bytes.
+    idle: Duration,
+    /// Free room a read asks for.
+    min_free: usize,
+}
+
+impl BodyLimits {
+    fn too_large(&self) -> ReadResult {
+        ReadResult::Refuse(
+            ErrorReply::new(ErrorCode::BodyTooLarge, "request body too large")
+                .details(serde_json::json!({"max_body_bytes": self.max})),
+        )
+    }
+}
+
+fn body_timed_out() -> ReadResult {
+    ReadResult::Refuse(ErrorReply::new(
+        ErrorCode::RequestTimeout,
+        "request body not received in time",
+    ))
+}
+
+/// A `Content-Length` body of `n` bytes after the head: left in the read buffer (zero copy).
+async fn read_length_body(
+    c: &mut ClientConn,
+    head_len: usize,
+    n: u64,
+    l: &BodyLimits,
+) -> ReadResult {
+    if n > l.max {
+        return l.too_large();
+    }
+    let end = head_len + n as usize;
+    if c.buf.len() < end && !send_continue(c).await {
+        return ReadResult::Closed;
+    }
+    while c.buf.len() < end {
+        let want = (end - c.buf.len()).max(l.min_free);
+        if let Err(r) = read_body_more(c, want, l.idle, body_timed_out).await {
+            return r;
+        }
+    }
+    ReadResult::Request {
+        body: Body::InBuf(head_len..end),
+        msg_len: end,
+    }
+}
+
+/// A chunked body: de-chunked into its own buffer as it arrives.
+async fn read_chunked_body(c: &mut ClientConn, head_len: usize, l: &BodyLimits) -> ReadResult {
+    if c.buf.len() == head_len && !send_continue(c).await {
+        return ReadResult::Closed;
+    }
+    let mut dec = ChunkedDecoder::new();
+    let mut body = Vec::new();
+    let mut pos = head_len;
+    loop {
+        if let Some(rest) = c.buf.get(pos..).filter(|r| !r.is_empty()) {
+            let p = match dec.decode(rest, |d| body.extend_from_slice(d)) {
+                Ok(p) => p,
+                Err(e) => {
+                    return ReadResult::Refuse(ErrorReply::new(
+                        ErrorCode::BadHttp,
+                        format!("bad chunked request body: {e}"),
+                    ))
+                }
+            };
+            pos += p.consumed;
+            if dec.payload_len() > l.max {
+                return l.too_large();
+            }
+            if p.done {
+                return ReadResult::Request {
+                    body: Body::Owned(body),
+                    msg_len: pos,
+                };
+            }
+            // The payload is copied out: drop its wire bytes so the read buffer holds only the
+            // head and one read, whatever the chunk overhead.
+            pos = compact_after_head(&mut c.buf, head_len, pos);
+        }
+        if let Err(r) = read_body_more(c, l.min_free, l.idle, body_timed_out).await {
+            return r;
         }
     }
 }
@@ -385,6 +382,52 @@ async fn send_continue(c: &mut ClientConn) -> bool {
         .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
         .await;
     res.is_ok()
+}
+
+/// Answers a request that could not be read (bad framing, limits, timeouts); true when the
+/// connection goes on (the request was framed correctly and is dropped).
+async fn refuse(w: &Rc<Worker>, c: &mut ClientConn, reply: &ErrorReply) -> bool {
+    let close = reply.code.closes_connection();
+    c.rec.begin(c.buf.len());
+    let out = reply.to_response("", close);
+    c.rec
+        .replied(reply.code.status(), Some(reply.code), out.len());
+    c.probe.responding();
+    let _ = c.stream.write_all(out).await;
+    c.probe.idle();
+    let req = RequestLine {
+        client: c.peer,
+        method: "",
+        path: "",
+    };
+    w.metrics.finish(&mut c.rec, req);
+    if close {
+        return false;
+    }
+    let consumed = c.head.head_len();
+    c.buf.advance(consumed.min(c.buf.len()));
+    true
+}
+
+/// Runs the exchange of the buffered request (`msg_len` bytes of the read buffer); true when
+/// the connection reads the next one.
+async fn exchange_one(w: &Rc<Worker>, c: &mut ClientConn, body: Body, msg_len: usize) -> bool {
+    c.rec.begin(msg_len);
+    // The request's bytes leave the read buffer (no copy: they share its allocation) so a large
+    // body can be forwarded without copying it; pipelined bytes stay.
+    let req = c.buf.split_to(msg_len).freeze();
+    c.probe.request();
+    let outcome = exchange::handle(w, c, &req, body).await;
+    c.probe.idle();
+    finish_record(w, c, &req);
+    drop(req);
+    // With many connections on the worker, an idle keep-alive connection holds one descriptor,
+    // not two: the read-side watcher is duplicated again by the next proxied request
+    // (DESIGN-NOTES.md). Below that, it is kept (no dup and close per request).
+    if w.conns.get() > LEAN_IDLE_CONNS {
+        c.watch = None;
+    }
+    outcome == Outcome::KeepAlive && !w.shared.is_draining()
 }
 
 /// The TLS handshake on a front door with `[listen] tls_cert`, bounded by the header timeout;

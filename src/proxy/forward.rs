@@ -79,32 +79,38 @@ pub fn request_head(
         out.extend_from_slice(b"\r\n");
     }
     if let Some(a) = auth {
-        // The secret comes only from the environment, read per request so a rotated key (and a
-        // restarted service manager's environment) needs no reload.
-        if let Some(secret) = a.env.as_deref().and_then(|e| std::env::var(e).ok()) {
-            match a.style {
-                AuthStyle::Bearer => {
-                    let _ = write!(out, "authorization: Bearer {secret}\r\n");
-                }
-                AuthStyle::Header => {
-                    let _ = write!(
-                        out,
-                        "{}: {secret}\r\n",
-                        a.header.as_deref().unwrap_or("authorization")
-                    );
-                }
-                AuthStyle::Anthropic => {
-                    let _ = write!(
-                        out,
-                        "x-api-key: {secret}\r\nanthropic-version: {}\r\n",
-                        a.anthropic_version
-                    );
-                }
-                AuthStyle::None => {}
-            }
-        }
+        inject_credential(out, a);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The upstream's own credential (DESIGN.md §3 "Headers"). The secret comes only from the
+/// environment, read per request so a rotated key (and a restarted service manager's
+/// environment) needs no reload.
+fn inject_credential(out: &mut Vec<u8>, a: &crate::config::UpstreamAuth) {
+    let Some(secret) = a.env.as_deref().and_then(|e| std::env::var(e).ok()) else {
+        return;
+    };
+    match a.style {
+        AuthStyle::Bearer => {
+            let _ = write!(out, "authorization: Bearer {secret}\r\n");
+        }
+        AuthStyle::Header => {
+            let _ = write!(
+                out,
+                "{}: {secret}\r\n",
+                a.header.as_deref().unwrap_or("authorization")
+            );
+        }
+        AuthStyle::Anthropic => {
+            let _ = write!(
+                out,
+                "x-api-key: {secret}\r\nanthropic-version: {}\r\n",
+                a.anthropic_version
+            );
+        }
+        AuthStyle::None => {}
+    }
 }
 
 /// Writes the client's response head: the upstream's status and end-to-end headers verbatim, our

@@ -115,7 +115,6 @@ async fn stream_rest(w: &Rc<Worker>, c: &mut ClientConn, at: &Attempt, r: Rest) 
         ..
     } = r;
     let dechunk = body.dechunk;
-    let rbuf_cap = rbuf.capacity();
     let mut gone = std::pin::pin!(client_gone(if r.drain { None } else { c.watch.as_ref() }));
     let mut scratch = Vec::new();
     loop {
@@ -164,18 +163,10 @@ async fn stream_rest(w: &Rc<Worker>, c: &mut ClientConn, at: &Attempt, r: Rest) 
         c.rec
             .relayed(rbuf.get(..take).unwrap_or_default(), &w.metrics);
         if !client_dead {
-            c.rec.wrote(if dechunk { scratch.len() } else { take });
-            let written = if dechunk {
-                let (ok, back) =
-                    write_client(&mut c.stream, std::mem::take(&mut scratch), r.idle).await;
-                scratch = back.unwrap_or_default();
-                ok
-            } else {
-                let (ok, back) = write_client(&mut c.stream, rbuf.slice(0..take), r.idle).await;
-                // A timed-out write keeps its buffer: reading on (drain) needs a fresh one.
-                rbuf = back.map_or_else(|| Vec::with_capacity(rbuf_cap), |b| b.into_inner());
-                ok
-            };
+            let written;
+            let (stream, rec) = (&mut c.stream, &mut c.rec);
+            (written, rbuf, scratch) =
+                pass_on(stream, rec, rbuf, take, scratch, dechunk, r.idle).await;
             if !written {
                 c.rec.client_gone();
                 if !r.drain {
@@ -190,6 +181,29 @@ async fn stream_rest(w: &Rc<Worker>, c: &mut ClientConn, at: &Attempt, r: Rest) 
             return complete(w, &mut c.relay, at, up, rbuf, reusable, close);
         }
     }
+}
+
+/// Writes one read's body bytes to the client: `rbuf[..take]` as they came, or the de-chunked
+/// payload in `scratch`. Returns whether the write completed and both buffers (a fresh relay
+/// buffer when a timed-out write kept it: reading on, in `drain` mode, needs one).
+async fn pass_on(
+    stream: &mut ClientStream,
+    rec: &mut crate::metrics::Record,
+    rbuf: Vec<u8>,
+    take: usize,
+    scratch: Vec<u8>,
+    dechunk: bool,
+    idle: Duration,
+) -> (bool, Vec<u8>, Vec<u8>) {
+    rec.wrote(if dechunk { scratch.len() } else { take });
+    if dechunk {
+        let (ok, back) = write_client(stream, scratch, idle).await;
+        return (ok, rbuf, back.unwrap_or_default());
+    }
+    let cap = rbuf.capacity();
+    let (ok, back) = write_client(stream, rbuf.slice(0..take), idle).await;
+    let rbuf = back.map_or_else(|| Vec::with_capacity(cap), |b| b.into_inner());
+    (ok, rbuf, scratch)
 }
 
 /// How long the next upstream read may wait: `idle`, shortened by the whole-exchange deadline;
