@@ -407,6 +407,11 @@ impl Binary {
         self.child.id()
     }
 
+    /// Replaces the config file's text (the next reload reads it).
+    pub fn rewrite_config(&self, text: &str) {
+        self._config.write(text);
+    }
+
     /// Everything logged so far (colour codes removed).
     pub fn log_text(&self) -> String {
         strip_ansi(&std::fs::read_to_string(&self.log.0).unwrap_or_default())
