@@ -171,7 +171,12 @@ struct Gate {
 
 impl Gate {
     fn start(routing: &str, tables: &str) -> Gate {
-        let bin = Binary::start(&config(routing, tables), "warn", "", &[]);
+        let bin = Binary::start(
+            &config(routing, tables),
+            "warn,slotgate::server=info",
+            "",
+            &[],
+        );
         let admin = bin.admin.expect("admin address in the log");
         Gate { bin, admin }
     }
@@ -313,7 +318,7 @@ fn equal_replicas_split_concurrent_streams() {
         "headers name the replica that served"
     );
     assert!(
-        on_a <= 60 && on_a >= 40,
+        (40..=60).contains(&on_a),
         "split {on_a}/{}: a member above 60%",
         100 - on_a
     );
@@ -350,7 +355,7 @@ fn a_slow_replica_gets_fewer() {
     let members: Vec<String> = hs.into_iter().map(|h| member(&h.join().unwrap())).collect();
     assert_eq!(members.iter().filter(|m| *m == "a-slow").count(), held);
     assert!(
-        held >= 1 && held <= 5,
+        (1..=5).contains(&held),
         "the slow replica got {held} of 20: {members:?}"
     );
     assert_eq!(fast.served(), 20 - held);
@@ -391,6 +396,82 @@ fn a_loading_member_gets_nothing_while_another_is_ready() {
     gate.push("s1", "ready");
     assert_eq!(member(&gate.ask(PLAIN, &[])), "s1");
     assert_eq!((s1.served(), s2.served()), (1, 10));
+}
+
+/// A registry binding to a list is a pool at step 1: overlapping requests spread over its
+/// members, each sees the binding's `upstream_model`, and the breadcrumb stays `registry`.
+#[test]
+fn a_registry_pool_spreads_and_remaps() {
+    let (r1, r2) = (Replica::held(), Replica::held());
+    let tables = [
+        remote("r1", &r1.url(), &["x"], ""),
+        remote("r2", &r2.url(), &["x"], ""),
+        "[registry]\n\"big\" = { upstreams = [\"r1\", \"r2\"], upstream_model = \"m1\" }\n".into(),
+    ]
+    .concat();
+    let gate = Gate::start("", &tables);
+    let hs: Vec<_> = (0..10)
+        .map(|_| gate.ask_bg(r#"{"model":"big","messages":[]}"#, &[]))
+        .collect();
+    let placed = wait_until(WAIT, || r1.served() + r2.served() == 10);
+    r1.hold.open();
+    r2.hold.open();
+    assert!(placed, "only {} + {} placed", r1.served(), r2.served());
+    for h in hs {
+        let r = h.join().unwrap();
+        member(&r);
+        assert_eq!(r.header("x-slotgate-route"), Some("registry"));
+    }
+    assert!(
+        r1.served() >= 3 && r2.served() >= 3,
+        "{} / {}",
+        r1.served(),
+        r2.served()
+    );
+    for m in [r1.models_seen(), r2.models_seen()].concat() {
+        assert_eq!(m, "m1");
+    }
+}
+
+/// `slotgate check` refuses broken pools and chains, every problem by key.
+#[test]
+fn check_refuses_broken_pools_and_chains() {
+    let url = "http://127.0.0.1:9/v1";
+    let tables = [
+        remote("a", url, &["m"], "fallback = [\"a\", \"nowhere\", \"c\", \"c\"]\nretry_budget_percent = 101"),
+        remote("b", url, &["m"], "fallback_model = \" \""),
+        "[[upstream]]\nname = \"c\"\nkind = \"composite\"\n".into(),
+        "[registry]\n\"p\" = { upstream = \"a\", upstreams = [\"b\"] }\n\"q\" = { upstreams = [\"a\", \"c\", \"a\"] }\n".into(),
+    ]
+    .concat();
+    let text = config(
+        "affinity_header = \"bad header\"\naffinity_prefix_bytes = 0",
+        &tables,
+    );
+    let f = support::gate::TempFile::new("pools-check.toml", &text);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))
+        .args(["check", "--config"])
+        .arg(&f.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "check passed");
+    let all =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "upstream[0].fallback: an upstream cannot fall back to itself",
+        "upstream[0].fallback: unknown upstream 'nowhere'",
+        "upstream[0].fallback: 'c' is a composite",
+        "upstream[0].fallback: 'c' is listed twice",
+        "upstream[0].retry_budget_percent",
+        "upstream[1].fallback_model: must not be empty",
+        "registry.\"p\": give upstream or upstreams, not both",
+        "registry.\"q\": a replica pool cannot hold composite 'c'",
+        "registry.\"q\": 'a' is listed twice",
+        "routing.affinity_header: must be a header name",
+        "routing.affinity_prefix_bytes: must be > 0",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,6 +531,7 @@ fn affinity_sticks_below_the_slack_and_moves_above_it() {
     } else {
         (&b, &a, "a")
     };
+    gate.wait_idle(&home_name);
     home.hold.close();
     let before = home.served();
     let held: Vec<_> = (1..=2)
