@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::gate::{json_response, remote, upstream, Binary, Piece, Scripted, Seen};
+use support::gate::{json_response, remote, upstream, Binary, Hook, Piece, Scripted, Seen};
 use support::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -46,7 +46,8 @@ impl Latch {
 }
 
 /// A model server for `m1` on a scripted socket: `/health` and `/v1/models` answer at once; a
-/// completion waits at `hold`, then answers (SSE when the body asks for a stream).
+/// completion waits at `hold`: a stream after its head and first event (an open stream), a JSON
+/// answer before its head (a request in flight).
 struct Replica {
     up: Scripted,
     hold: Latch,
@@ -73,8 +74,7 @@ impl Replica {
                     r#"{"object":"list","data":[{"id":"m1","object":"model"}]}"#,
                 ))]
             } else {
-                h.wait();
-                answer(s)
+                answer(s, &h)
             }
         });
         Replica { up, hold }
@@ -109,21 +109,22 @@ impl Replica {
     }
 }
 
-/// A completion answer: three SSE events and `[DONE]` when streamed, else a JSON body.
-fn answer(s: &Seen) -> Vec<Piece> {
+/// A completion answer held at `hold`: SSE (head and first event, the latch, two more events and
+/// the end) when the body asks for a stream, else the latch and a JSON body.
+fn answer(s: &Seen, hold: &Latch) -> Vec<Piece> {
+    let h = hold.clone();
+    let wait = Piece::Call(Hook(Arc::new(move || h.wait())));
     if !String::from_utf8_lossy(&s.body).contains(r#""stream":true"#) {
-        return vec![Piece::Bytes(json_response(r#"{"choices":[]}"#))];
+        return vec![wait, Piece::Bytes(json_response(r#"{"choices":[]}"#))];
     }
-    let mut wire = SSE_HEAD.to_vec();
-    for ev in [
-        "data: {\"n\":0}\n\n",
-        "data: {\"n\":1}\n\n",
-        "data: [DONE]\n\n",
-    ] {
-        wire.extend(chunk(ev));
-    }
-    wire.extend(b"0\r\n\r\n");
-    vec![Piece::Bytes(wire)]
+    let first = [SSE_HEAD, &chunk("data: {\"n\":0}\n\n")].concat();
+    let rest = [
+        chunk("data: {\"n\":1}\n\n"),
+        chunk("data: [DONE]\n\n"),
+        b"0\r\n\r\n".to_vec(),
+    ]
+    .concat();
+    vec![Piece::Bytes(first), wait, Piece::Bytes(rest)]
 }
 
 const SSE_HEAD: &[u8] =

@@ -134,6 +134,18 @@ pub enum Piece {
     Reset,
     /// Read and discard until the peer closes (a stalled upstream; at most 10 s), then close.
     Stall,
+    /// Run this before the next piece (a test's own latch, say: a stream held open mid-body).
+    Call(Hook),
+}
+
+/// A function a [`Piece::Call`] runs on the connection's thread.
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// A scripted answer: the pieces to send for one request.
@@ -271,6 +283,7 @@ fn serve<S: Wire>(mut c: S, seen: &Mutex<Vec<Seen>>, script: &Script) {
                     return;
                 }
                 Piece::Stall => return stall(&mut c),
+                Piece::Call(h) => (h.0)(),
             }
         }
     }
