@@ -268,6 +268,19 @@ impl Gate {
     }
 }
 
+/// The gate over a pool of `kind` upstreams (`container`s or `slot`s) advertising `m1`, once
+/// every member is ready.
+fn pool_of(kind: &str, routing: &str, members: &[(&str, &Replica)]) -> Gate {
+    let tables: String = members
+        .iter()
+        .map(|(name, r)| local(name, kind, &r.url(), ""))
+        .collect();
+    let gate = Gate::start(routing, &tables);
+    let names: Vec<&str> = members.iter().map(|(n, _)| *n).collect();
+    gate.wait_ready(&names);
+    gate
+}
+
 /// The member that served `r` (`X-Slotgate-Upstream`).
 fn member(r: &Response) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
@@ -284,13 +297,7 @@ fn member(r: &Response) -> String {
 #[test]
 fn equal_replicas_split_concurrent_streams() {
     let (a, b) = (Replica::held(), Replica::held());
-    let tables = [
-        local("a", "container", &a.url(), ""),
-        local("b", "container", &b.url(), ""),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
-    gate.wait_ready(&["a", "b"]);
+    let gate = pool_of("container", "", &[("a", &a), ("b", &b)]);
     let hs: Vec<_> = (0..100).map(|_| gate.ask_bg(STREAM, &[])).collect();
     let placed = wait_until(WAIT, || a.served() + b.served() == 100);
     a.hold.open();
@@ -331,13 +338,7 @@ fn equal_replicas_split_concurrent_streams() {
 #[test]
 fn a_slow_replica_gets_fewer() {
     let (slow, fast) = (Replica::held(), Replica::start());
-    let tables = [
-        local("a-slow", "container", &slow.url(), ""),
-        local("b-fast", "container", &fast.url(), ""),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
-    gate.wait_ready(&["a-slow", "b-fast"]);
+    let gate = pool_of("container", "", &[("a-slow", &slow), ("b-fast", &fast)]);
     let done = Arc::new(AtomicUsize::new(0));
     let mut hs = Vec::new();
     for i in 1..=20 {
@@ -368,13 +369,7 @@ fn a_slow_replica_gets_fewer() {
 #[test]
 fn a_loading_member_gets_nothing_while_another_is_ready() {
     let (s1, s2) = (Replica::start(), Replica::start());
-    let tables = [
-        local("s1", "slot", &s1.url(), ""),
-        local("s2", "slot", &s2.url(), ""),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
-    gate.wait_ready(&["s1", "s2"]);
+    let gate = pool_of("slot", "", &[("s1", &s1), ("s2", &s2)]);
     gate.push("s1", "warming");
     for _ in 0..10 {
         let r = gate.ask(PLAIN, &[]);
@@ -501,13 +496,7 @@ fn homes(gate: &Gate, members: &[&str], keys: &[String], header: bool) -> Vec<St
 #[test]
 fn affinity_sticks_below_the_slack_and_moves_above_it() {
     let (a, b) = (Replica::start(), Replica::start());
-    let tables = [
-        local("a", "container", &a.url(), ""),
-        local("b", "container", &b.url(), ""),
-    ]
-    .concat();
-    let gate = Gate::start("affinity_slack = 1", &tables);
-    gate.wait_ready(&["a", "b"]);
+    let gate = pool_of("container", "affinity_slack = 1", &[("a", &a), ("b", &b)]);
     let keys: Vec<String> = (0..16).map(|i| format!("session-{i}")).collect();
     for header in [true, false] {
         let first = homes(&gate, &["a", "b"], &keys, header);
@@ -616,6 +605,11 @@ fn backup_table(b: &Replica) -> String {
     remote("backup", &b.url(), &["m1-backup"], "")
 }
 
+/// The gate over the `primary` table and the `backup` remote.
+fn with_backup(primary: &str, backup: &Replica) -> Gate {
+    Gate::start("", &(primary.to_string() + &backup_table(backup)))
+}
+
 /// Asserts `r` was served by fallback `to` after `from` could not take it.
 fn assert_fell_back(r: &Response, from: &str, to: &str) {
     assert_eq!(r.status, 200, "{}", r.text());
@@ -690,12 +684,7 @@ fn a_bindings_fallback_model_beats_the_upstreams() {
 fn hold_falls_back_only_after_the_hold_timeout() {
     let (primary, backup) = (Replica::start(), Replica::start());
     let extra = format!("{CHAIN}on_loading = \"hold\"\nhold_timeout_ms = 600");
-    let tables = [
-        local("primary", "slot", &primary.url(), &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&local("primary", "slot", &primary.url(), &extra), &backup);
     gate.wait_ready(&["primary"]);
     gate.push("primary", "warming");
     let held = |n: u64| gate.upstream("primary").is_some_and(|u| u["held"] == n);
@@ -726,12 +715,10 @@ fn hold_falls_back_only_after_the_hold_timeout() {
 fn a_busy_upstream_falls_back() {
     let (primary, backup) = (Replica::held(), Replica::start());
     let extra = format!("{CHAIN}max_inflight = 1\nmax_queue = 0");
-    let tables = [
-        local("primary", "container", &primary.url(), &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(
+        &local("primary", "container", &primary.url(), &extra),
+        &backup,
+    );
     gate.wait_ready(&["primary"]);
     let long = gate.ask_bg(STREAM, &[]);
     assert!(
@@ -750,12 +737,7 @@ fn a_busy_upstream_falls_back() {
 fn a_refused_connect_falls_back() {
     let backup = Replica::start();
     let dead = format!("http://{}/v1", dead_addr());
-    let tables = [
-        remote("primary", &dead, &["m1"], CHAIN),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &dead, &["m1"], CHAIN), &backup);
     let r = gate.ask(STREAM, &[]);
     assert_fell_back(&r, "primary", "backup");
     assert!(r.complete);
@@ -768,12 +750,7 @@ fn a_first_byte_timeout_falls_back() {
     let backup = Replica::start();
     let primary = Scripted::start(|_| vec![Piece::Stall]);
     let extra = format!("{CHAIN}first_byte_ms = 300");
-    let tables = [
-        remote("primary", &primary.url(), &["m1"], &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &primary.url(), &["m1"], &extra), &backup);
     assert_fell_back(&gate.ask(PLAIN, &[]), "primary", "backup");
     assert_eq!(primary.seen().len(), 1, "the primary was tried first");
     assert_eq!(backup.served(), 1);
@@ -790,12 +767,7 @@ fn no_fallback_after_the_first_byte() {
             Piece::Close,
         ]
     });
-    let tables = [
-        remote("primary", &primary.url(), &["m1"], CHAIN),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &primary.url(), &["m1"], CHAIN), &backup);
     let r = gate.ask(STREAM, &[]);
     assert_eq!(member(&r), "primary");
     assert!(!r.complete, "a cut stream has no terminating chunk: {r:?}");
@@ -821,12 +793,7 @@ fn an_upstreams_own_error_is_relayed_not_a_trigger() {
         )]
     });
     let extra = format!("{CHAIN}cooldown_after = 0");
-    let tables = [
-        remote("primary", &primary.url(), &["m1"], &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &primary.url(), &["m1"], &extra), &backup);
     for (tag, status) in [("five", 500), ("three", 503)] {
         let r = gate.ask(&format!(r#"{{"model":"m1","user":"{tag}"}}"#), &[]);
         assert_eq!(r.status, status, "{}", r.text());
@@ -845,12 +812,7 @@ fn retry_budget_limits_failure_fallbacks() {
     let dead = format!("http://{}/v1", dead_addr());
     let extra =
         format!("{CHAIN}cooldown_after = 0\nretry_budget_min = 3\nretry_budget_percent = 10");
-    let tables = [
-        remote("primary", &dead, &["m1"], &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &dead, &["m1"], &extra), &backup);
     let t0 = Instant::now();
     let rs: Vec<Response> = (0..10).map(|_| gate.ask(PLAIN, &[])).collect();
     assert!(
@@ -935,12 +897,7 @@ fn a_good_trial_closes_the_breaker() {
     let extra = format!(
         "{CHAIN}first_byte_ms = 200\ncooldown_after = 2\ncooldown_ms = 500\nretry_budget_min = 10"
     );
-    let tables = [
-        remote("primary", &primary.url(), &["m1"], &extra),
-        backup_table(&backup),
-    ]
-    .concat();
-    let gate = Gate::start("", &tables);
+    let gate = with_backup(&remote("primary", &primary.url(), &["m1"], &extra), &backup);
     for _ in 0..2 {
         assert_fell_back(&gate.ask(PLAIN, &[]), "primary", "backup");
     }
