@@ -65,19 +65,10 @@ impl Replica {
     fn held() -> Replica {
         let hold = Latch::default();
         let h = hold.clone();
-        let up = Scripted::start(move |s| {
-            let line = s.request_line();
-            if line.contains("/health") {
-                vec![Piece::Bytes(json_response(r#"{"status":"ok"}"#))]
-            } else if line.contains("/models") {
-                vec![Piece::Bytes(json_response(
-                    r#"{"object":"list","data":[{"id":"m1","object":"model"}]}"#,
-                ))]
-            } else {
-                answer(s, &h)
-            }
-        });
-        Replica { up, hold }
+        Replica {
+            up: model_server(move |s| answer(s, &h)),
+            hold,
+        }
     }
 
     fn url(&self) -> String {
@@ -107,6 +98,23 @@ impl Replica {
             })
             .collect()
     }
+}
+
+/// A scripted model server for `m1`: `/health` and `/v1/models` answer at once, completions as
+/// `complete` says.
+fn model_server(complete: impl Fn(&Seen) -> Vec<Piece> + Send + Sync + 'static) -> Scripted {
+    Scripted::start(move |s| {
+        let line = s.request_line();
+        if line.contains("/health") {
+            vec![Piece::Bytes(json_response(r#"{"status":"ok"}"#))]
+        } else if line.contains("/models") {
+            vec![Piece::Bytes(json_response(
+                r#"{"object":"list","data":[{"id":"m1","object":"model"}]}"#,
+            ))]
+        } else {
+            complete(s)
+        }
+    })
 }
 
 /// A completion answer held at `hold`: SSE (head and first event, the latch, two more events and
@@ -732,6 +740,18 @@ fn a_busy_upstream_falls_back() {
     assert_eq!((primary.served(), backup.served()), (1, 1));
 }
 
+/// An upstream's own error answer: `status` with the body `{"error":"own <status>"}`.
+fn own_error(status: u16) -> Vec<Piece> {
+    let body = format!(r#"{{"error":"own {status}"}}"#);
+    vec![Piece::Bytes(
+        format!(
+            "HTTP/1.1 {status} Oops\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )]
+}
+
 /// A refused connect (502 before any byte) is a trigger.
 #[test]
 fn a_refused_connect_falls_back() {
@@ -781,16 +801,11 @@ fn no_fallback_after_the_first_byte() {
 fn an_upstreams_own_error_is_relayed_not_a_trigger() {
     let backup = Replica::start();
     let primary = Scripted::start(|s| {
-        let status = if s.body.windows(4).any(|w| w == b"five") {
+        own_error(if s.body.windows(4).any(|w| w == b"five") {
             500
         } else {
             503
-        };
-        let body = format!(r#"{{"error":"own {status}"}}"#);
-        vec![Piece::Bytes(
-            format!("HTTP/1.1 {status} Oops\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
-                .into_bytes(),
-        )]
+        })
     });
     let extra = format!("{CHAIN}cooldown_after = 0");
     let gate = with_backup(&remote("primary", &primary.url(), &["m1"], &extra), &backup);
@@ -908,4 +923,51 @@ fn a_good_trial_closes_the_breaker() {
         assert_eq!(member(&gate.ask(PLAIN, &[])), "primary");
     }
     assert_eq!(primary.seen().len(), 2 + 6);
+}
+
+/// A pool skips a cooling member: `a` answers 500 (relayed, and with `cooldown_after = 1` it
+/// opens a's breaker), then every request goes to `b`, though `a` would win the ties.
+#[test]
+fn a_pool_skips_a_cooling_member() {
+    let a = model_server(|_| own_error(500));
+    let b = Replica::start();
+    let cool = "cooldown_after = 1\ncooldown_ms = 60000";
+    let tables = [
+        local("a", "container", &a.url(), cool),
+        local("b", "container", &b.url(), cool),
+    ]
+    .concat();
+    let gate = Gate::start("", &tables);
+    gate.wait_ready(&["a", "b"]);
+    let r = gate.ask(PLAIN, &[]);
+    assert_eq!(
+        (r.status, r.header("x-slotgate-upstream")),
+        (500, Some("a"))
+    );
+    for _ in 0..5 {
+        gate.wait_idle("a");
+        assert_eq!(member(&gate.ask(PLAIN, &[])), "b");
+    }
+    let tried = a
+        .seen()
+        .iter()
+        .filter(|s| s.request_line().starts_with("POST"))
+        .count();
+    assert_eq!(tried, 1, "a cooling member was tried");
+}
+
+/// A cooling upstream with no pool and no chain is tried anyway (nothing else could serve).
+#[test]
+fn a_cooling_upstream_with_nothing_else_is_tried_anyway() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let primary = Scripted::start(move |_| match n2.fetch_add(1, Ordering::SeqCst) {
+        0 => own_error(500),
+        _ => vec![Piece::Bytes(json_response(r#"{"choices":[]}"#))],
+    });
+    let extra = "cooldown_after = 1\ncooldown_ms = 60000";
+    let gate = Gate::start("", &remote("primary", &primary.url(), &["m1"], extra));
+    assert_eq!(gate.ask(PLAIN, &[]).status, 500);
+    assert_eq!(member(&gate.ask(PLAIN, &[])), "primary");
+    assert_eq!(primary.seen().len(), 2);
 }
