@@ -843,6 +843,8 @@ fn retry_budget_limits_failure_fallbacks() {
     }
     assert_eq!(backup.served(), 3);
     assert_eq!(gate.fallbacks_total("primary", "backup"), 3.0);
+    let budget = gate.upstream("primary").unwrap()["retry_budget"].clone();
+    assert_eq!(budget["retries"], 3, "{budget}");
 }
 
 /// `cooldown_after = 2` first-byte timeouts open the breaker: requests then go straight to the
@@ -865,6 +867,9 @@ fn cooldown_skips_a_failing_upstream_then_tries_one() {
         assert_fell_back(&gate.ask(PLAIN, &[]), "primary", "backup");
     }
     assert_eq!(primary.seen().len(), 2);
+    let cooldown = gate.upstream("primary").unwrap()["cooldown"].clone();
+    assert_eq!(cooldown["cooling"], true, "{cooldown}");
+    assert_eq!(cooldown["consecutive_failures"], 2, "{cooldown}");
     for _ in 0..3 {
         assert_fell_back(&gate.ask(PLAIN, &[]), "primary", "backup");
     }
