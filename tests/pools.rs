@@ -274,6 +274,19 @@ impl Gate {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+
+    /// Waits until `slotgate_fallbacks_total` from `from` to `to` reaches `n` (a request is
+    /// counted when its exchange ends, which may be just after the client read the response),
+    /// then checks it stays there.
+    fn wait_fallbacks(&self, from: &str, to: &str, n: f64) {
+        let reached = wait_until(WAIT, || self.fallbacks_total(from, to) >= n);
+        assert!(
+            reached,
+            "fallbacks {from}->{to}: {}",
+            self.fallbacks_total(from, to)
+        );
+        assert_eq!(self.fallbacks_total(from, to), n, "fallbacks {from}->{to}");
+    }
 }
 
 /// The gate over a pool of `kind` upstreams (`container`s or `slot`s) advertising `m1`, once
@@ -656,7 +669,7 @@ fn a_loading_upstream_falls_back_along_its_chain() {
     assert!(r.complete);
     assert_eq!(backup.models_seen(), ["m1-backup"]);
     assert_eq!((primary.served(), spare.served()), (0, 0));
-    assert_eq!(gate.fallbacks_total("primary", "backup"), 1.0);
+    gate.wait_fallbacks("primary", "backup", 1.0);
 
     gate.push("spare", "ready");
     assert_fell_back(&gate.ask(PLAIN, &[]), "primary", "spare");
@@ -842,7 +855,7 @@ fn retry_budget_limits_failure_fallbacks() {
         assert_eq!(r.header("x-slotgate-fallback-from"), None);
     }
     assert_eq!(backup.served(), 3);
-    assert_eq!(gate.fallbacks_total("primary", "backup"), 3.0);
+    gate.wait_fallbacks("primary", "backup", 3.0);
     let budget = gate.upstream("primary").unwrap()["retry_budget"].clone();
     assert_eq!(budget["retries"], 3, "{budget}");
 }
