@@ -182,7 +182,7 @@ impl Gate {
     fn start(routing: &str, tables: &str) -> Gate {
         let bin = Binary::start(
             &config(routing, tables),
-            "warn,slotgate::server=info",
+            "warn,slotgate::server=info,slotgate::access=info",
             "",
             &[],
         );
@@ -765,7 +765,8 @@ fn own_error(status: u16) -> Vec<Piece> {
     )]
 }
 
-/// A refused connect (502 before any byte) is a trigger.
+/// A refused connect (502 before any byte) is a trigger; the access log names where the request
+/// was first sent.
 #[test]
 fn a_refused_connect_falls_back() {
     let backup = Replica::start();
@@ -775,6 +776,17 @@ fn a_refused_connect_falls_back() {
     assert_fell_back(&r, "primary", "backup");
     assert!(r.complete);
     assert_eq!(backup.models_seen(), ["m1-backup"]);
+    let logged = wait_until(WAIT, || {
+        gate.bin
+            .log_text()
+            .lines()
+            .any(|l| l.contains("slotgate::access") && l.contains(r#"fallback_from="primary""#))
+    });
+    assert!(
+        logged,
+        "no access line with fallback_from:\n{}",
+        gate.bin.log_text()
+    );
 }
 
 /// An upstream that never answers past `first_byte_ms` (504 before any byte) is a trigger.
