@@ -380,10 +380,20 @@ def cmd_ratesearch(a: argparse.Namespace) -> None:
     def step(rate: int) -> dict:
         rate = max(1, int(rate))
         if rate not in steps:
-            steps[rate] = oha_step(a, rate)
-            sys.stderr.write(f"  ratesearch {a.url} {rate}/s: p99 {steps[rate].get('p99_ms', float('nan')):.3f} ms, "
-                             f"{steps[rate].get('achieved_rps', 0):.0f}/s achieved, held={steps[rate].get('held')}\n")
-            time.sleep(a.pause_s)
+            # A step that misses the largest bound is tried again (--retries) and the better
+            # try kept: on a shared machine noise only ever raises p99.
+            for attempt in range(1 + a.retries):
+                r = oha_step(a, rate)
+                r["tries"] = attempt + 1
+                if rate not in steps or r.get("p99_ms", float("inf")) < steps[rate].get("p99_ms", float("inf")):
+                    steps[rate] = r
+                sys.stderr.write(f"  ratesearch {a.url} {rate}/s: p99 {r.get('p99_ms', float('nan')):.3f} ms, "
+                                 f"{r.get('achieved_rps', 0):.0f}/s achieved, held={r.get('held')}\n")
+                time.sleep(a.pause_s)
+                if steps[rate]["ok"].get(str(a.bounds[-1])) and steps[rate]["ok"].get(str(a.bounds[0])):
+                    break
+                if not r.get("held"):
+                    break  # not a p99 spike: the rate itself was not reached
         return steps[rate]
 
     def ok(rate: int, b: float) -> bool:
@@ -391,13 +401,15 @@ def cmd_ratesearch(a: argparse.Namespace) -> None:
 
     lo_b, hi_b = a.bounds[0], a.bounds[-1]
     r = a.start
-    # Below the start: halve until the smallest bound holds (or --min).
-    while not ok(r, lo_b) and r > a.min:
+    # Below the start: halve until the smallest bound holds (at most 4 times, not below --min).
+    for _ in range(4):
+        if ok(r, lo_b) or r <= a.min:
+            break
         r = max(a.min, r // 2)
     r = a.start
     while ok(r, hi_b) and r * 2 <= a.max:
         r *= 2
-    out = {"step_s": a.step_s, "conns": a.conns, "bounds": {}}
+    out = {"step_s": a.step_s, "conns": a.conns, "retries": a.retries, "bounds": {}}
     for b in a.bounds:
         passing = sorted(x for x, s in steps.items() if s["ok"].get(str(b)))
         failing = sorted(x for x, s in steps.items() if not s["ok"].get(str(b)))
@@ -743,6 +755,7 @@ def main() -> None:
     rs.add_argument("--step-s", type=int, default=3, help="seconds per step")
     rs.add_argument("--pause-s", type=float, default=0.5, help="pause between steps")
     rs.add_argument("--bisect", type=int, default=4, help="bisections per bound")
+    rs.add_argument("--retries", type=int, default=1, help="extra tries of a step whose p99 misses a bound")
     rs.add_argument("--insecure", action="store_true", help="HTTPS without certificate checks")
     rs.set_defaults(fn=cmd_ratesearch)
 

@@ -346,10 +346,11 @@ EOF
 # The highest offered rate each target holds with p99 under 1 ms and under 5 ms (open loop, oha
 # --latency-correction). One bounded search per target (bench.py ratesearch): doubling from 1/16
 # of the target's closed-loop peak (phase 1) until p99 >= 5 ms or 1.5x that peak, then SLO_BISECT
-# geometric bisections per bound; every step SLO_STEP seconds. Not repeated: one search is already
-# ten to fifteen runs.
+# geometric bisections per bound; every step SLO_STEP seconds, a step that misses a bound tried
+# SLO_RETRIES more times (the best try kept). Not repeated: one search is already 10-20 runs.
 SLO_STEP=3
 SLO_BISECT=4
+SLO_RETRIES=1
 slo_phase() {
   local t peak start max j insecure=()
   if [ "$HAVE_OHA" != 1 ]; then log "  skipped: oha not available"; return 0; fi
@@ -360,7 +361,7 @@ slo_phase() {
     start=$((peak / 16)); [ "$start" -ge 2 ] || start=2
     max=$((peak * 3 / 2))
     j=$(on_load_core "$PY" "$BENCH" ratesearch --url "$(url_of "$t")" --body "$WORK/small.json" --conns "$CONNS" \
-          --bounds 1,5 --start "$start" --max "$max" --step-s "$SLO_STEP" --bisect "$SLO_BISECT" "${insecure[@]}" \
+          --bounds 1,5 --start "$start" --max "$max" --step-s "$SLO_STEP" --bisect "$SLO_BISECT" --retries "$SLO_RETRIES" "${insecure[@]}" \
           2>>"$WORK/ratesearch.log") || j='{"error":"ratesearch failed"}'
     log "  $t p99-bound search: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dumps(d.get("bounds", d)), d.get("seconds", "?"), "s")' "$j")"
     emit "{\"target\":\"$t\",\"kind\":\"slo\",${j#\{}"
