@@ -534,7 +534,8 @@ def cmd_report(a: argparse.Namespace) -> None:
     for label, fn, higher, digits, added, kind, cell in metrics:
         vals = {t: fn(t) for t in targets}
         why = {t: skipped(t, kind) for t in targets} if kind else {}
-        if all(v is None for v in vals.values()) and not any(why.values()):
+        shown = any(v is not None for v in vals.values()) or (cell and any(cell(t) for t in targets))
+        if not shown and not any(why.values()):
             continue
         cells = []
         for t in targets:
@@ -609,8 +610,9 @@ def slo_row(rows, target, bound):
 
 
 def slo_rate(rows, target, bound):
+    """The rate that held the bound; None when none did (the cell then says "< N")."""
     b = slo_row(rows, target, bound)
-    return None if b is None else b.get("rate")
+    return (b.get("rate") or None) if b else None
 
 
 def slo_cell(rows, target, bound):
