@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end benchmark (issue 7): slotgate vs nginx vs HAProxy (plus HAProxy routing on the
+# End-to-end benchmark (issue 7): slotgate vs nginx vs HAProxy vs LiteLLM (plus HAProxy routing on the
 # body's "model") in front of the same mock model servers, measured in one run, loopback only.
 #
-#   bench/e2e/run.sh            # full run, ~7 minutes
-#   bench/e2e/run.sh --quick    # ~3 minutes, one repeat, shorter loads
+#   bench/e2e/run.sh            # full run, every target and row, ~15 minutes
+#   bench/e2e/run.sh --quick    # ~6 minutes, one repeat, shorter loads
 #
-# Options: --targets direct,slotgate,nginx,haproxy,haproxy-body,litellm (default: all)  --tuning FILE (slotgate profile; cores is forced to 1)
+# Options: --targets direct,slotgate,nginx,haproxy,haproxy-body,litellm (default: all)
+#          --tuning FILE (slotgate profile; cores is forced to 1)
 #          --repeats N  --out FILE  --no-build  --no-install  --keep (keep the work dir)
 #          --one-core (proxies, mocks and load generators all on core 0)
 #          --backend nginx (the small-request backend is nginx with a fixed ~350-byte answer)
