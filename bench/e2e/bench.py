@@ -650,6 +650,22 @@ def targets_text(rows, meta) -> str:
         s, n = med("slotgate", "lat", f"{q}_ms"), med("nginx", "lat", f"{q}_ms")
         if None not in (s, n, d):
             add(f"added {q} ≤ nginx's", f"{s - d:+.3f} ms vs {n - d:+.3f} ms", s - d <= n - d)
+    for c in (1, 4):
+        k = f"seq{c}"
+        for q in ("p50", "p99"):
+            d, s_, n = (med(t, k, f"{q}_ms") for t in ("direct", "slotgate", "nginx"))
+            if None not in (s_, n, d):
+                add(f"concurrency {c}: added {q} ≤ nginx's", f"{s_ - d:+.3f} ms vs {n - d:+.3f} ms", s_ - d <= n - d)
+    for b in ("1.0", "5.0"):
+        for other in ("nginx", "haproxy"):
+            sv, ov = slo_row(rows, "slotgate", b), slo_row(rows, other, b)
+            if sv is None or ov is None:
+                continue
+            s_rate, o_rate = sv.get("rate") or 0, ov.get("rate") or 0
+            # Neither held the bound at any rate tried: the search says nothing ("?").
+            ok = None if s_rate == o_rate == 0 else (s_rate >= o_rate and s_rate > 0)
+            add(f"highest req/s with p99 < {float(b):g} ms ≥ {'HAProxy' if other == 'haproxy' else other}'s",
+                f"{slo_cell(rows, 'slotgate', b)} vs {slo_cell(rows, other, b)}", ok)
     sc, nc = med("slotgate", "rps", "cpu_us_per_req"), med("nginx", "rps", "cpu_us_per_req")
     hc = med("haproxy", "rps", "cpu_us_per_req")
     if sc and nc:
