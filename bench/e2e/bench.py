@@ -406,9 +406,12 @@ def cmd_ratesearch(a: argparse.Namespace) -> None:
         if ok(r, lo_b) or r <= a.min:
             break
         r = max(a.min, r // 2)
+    ok(r, lo_b)  # the last halving is measured too
     r = a.start
     while ok(r, hi_b) and r * 2 <= a.max:
         r *= 2
+    if ok(r, hi_b) and r < a.max:
+        ok(a.max, hi_b)  # doubling stopped short of --max: try --max itself
     out = {"step_s": a.step_s, "conns": a.conns, "retries": a.retries, "bounds": {}}
     for b in a.bounds:
         passing = sorted(x for x, s in steps.items() if s["ok"].get(str(b)))
