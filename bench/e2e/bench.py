@@ -8,6 +8,7 @@ Subcommands:
   sse       N concurrent SSE streams: events/s, time to first byte, inter-event gaps
   hold      open N keep-alive connections (one request each) or N streams, hold them, and
             report the RSS of the given processes while they are open
+  ratesearch  the highest open-loop rate (oha) at which p99 stays under each bound
   report    turn the run's results.jsonl into the Markdown table
 
 Every network call goes to 127.0.0.1 and every loop is bounded in count and time.
@@ -333,11 +334,115 @@ def cmd_probe(a: argparse.Namespace) -> None:
     sys.exit(1)
 
 
+# ---------------------------------------------------------------- highest rate under a p99 bound
+
+
+def oha_step(a: argparse.Namespace, rate: int) -> dict:
+    """One open-loop step: `oha -q RATE --latency-correction` for a.step_s seconds."""
+    import subprocess
+
+    cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{a.step_s}s", "-c", str(a.conns),
+           "-q", str(rate), "--latency-correction", "-m", "POST", "-H", "Content-Type: application/json",
+           "-D", a.body]
+    if a.insecure:
+        cmd.append("--insecure")
+    cmd.append(a.url)
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=a.step_s + 30).stdout
+        d = json.loads(out)
+    except (subprocess.TimeoutExpired, ValueError) as e:
+        return {"rate": rate, "error": str(e)[:200], "ok": {}}
+    lp, s = d.get("latencyPercentiles", {}), d.get("summary", {})
+    codes = d.get("statusCodeDistribution", {})
+    n = sum(codes.values()) if codes else 0
+    good = codes.get("200", 0)
+    p99 = (lp.get("p99") or float("inf")) * 1e3
+    achieved = s.get("requestsPerSec") or 0.0
+    r = {"rate": rate, "p50_ms": (lp.get("p50") or 0) * 1e3, "p99_ms": p99, "achieved_rps": achieved,
+         "responses": n, "non200": n - good, "success": s.get("successRate")}
+    # Held: every answer a 200, every connection attempt succeeded, the offered rate reached
+    # (within 10%: oha's rate counts the drain at the end of the window too).
+    held = n > 0 and good == n and (s.get("successRate") or 0) >= 0.999 and achieved >= 0.9 * rate
+    r["held"] = held
+    r["ok"] = {str(b): bool(held and p99 < b) for b in a.bounds}
+    return r
+
+
+def cmd_ratesearch(a: argparse.Namespace) -> None:
+    """The highest offered rate (open loop, CO-corrected) at which p99 stays under each bound:
+    doubling from --start until the largest bound fails (halving first if --start already fails
+    the smallest), then --bisect geometric bisections of each bound's bracket. Every step is
+    --step-s seconds; the number of steps is bounded (doubling stops at --max, halving at --min)."""
+    a.bounds = sorted(float(b) for b in a.bounds.split(","))
+    steps: dict[int, dict] = {}
+    t0 = time.monotonic()
+
+    def step(rate: int) -> dict:
+        rate = max(1, int(rate))
+        if rate not in steps:
+            # A step that misses the largest bound is tried again (--retries) and the better
+            # try kept: on a shared machine noise only ever raises p99.
+            for attempt in range(1 + a.retries):
+                r = oha_step(a, rate)
+                r["tries"] = attempt + 1
+                if rate not in steps or r.get("p99_ms", float("inf")) < steps[rate].get("p99_ms", float("inf")):
+                    steps[rate] = r
+                sys.stderr.write(f"  ratesearch {a.url} {rate}/s: p99 {r.get('p99_ms', float('nan')):.3f} ms, "
+                                 f"{r.get('achieved_rps', 0):.0f}/s achieved, held={r.get('held')}\n")
+                time.sleep(a.pause_s)
+                if steps[rate]["ok"].get(str(a.bounds[-1])) and steps[rate]["ok"].get(str(a.bounds[0])):
+                    break
+                if not r.get("held"):
+                    break  # not a p99 spike: the rate itself was not reached
+        return steps[rate]
+
+    def ok(rate: int, b: float) -> bool:
+        return step(rate)["ok"].get(str(b), False)
+
+    lo_b, hi_b = a.bounds[0], a.bounds[-1]
+    r = a.start
+    # Below the start: halve until the smallest bound holds (at most 4 times, not below --min).
+    for _ in range(4):
+        if ok(r, lo_b) or r <= a.min:
+            break
+        r = max(a.min, r // 2)
+    ok(r, lo_b)  # the last halving is measured too
+    r = a.start
+    while ok(r, hi_b) and r * 2 <= a.max:
+        r *= 2
+    if ok(r, hi_b) and r < a.max:
+        ok(a.max, hi_b)  # doubling stopped short of --max: try --max itself
+    out = {"step_s": a.step_s, "conns": a.conns, "retries": a.retries, "bounds": {}}
+    for b in a.bounds:
+        passing = sorted(x for x, s in steps.items() if s["ok"].get(str(b)))
+        failing = sorted(x for x, s in steps.items() if not s["ok"].get(str(b)))
+        if not passing:
+            low = min(steps)
+            out["bounds"][str(b)] = {"rate": 0, "below": low, "p99_ms_at_below": steps[low].get("p99_ms")}
+            continue
+        lo = passing[-1]
+        above = [x for x in failing if x > lo]
+        hi = above[0] if above else None
+        for _ in range(a.bisect if hi else 0):
+            mid = int(round((lo * hi) ** 0.5))
+            if mid <= lo or mid >= hi:
+                break
+            if ok(mid, b):
+                lo = mid
+            else:
+                hi = mid
+        out["bounds"][str(b)] = {"rate": lo, "p99_ms": steps[lo]["p99_ms"], "first_failing": hi,
+                                 "at_max": hi is None}
+    out["steps"] = [steps[k] for k in sorted(steps)]
+    out["seconds"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(out))
+
+
 # ---------------------------------------------------------------- report
 
 
 HIGHER_IS_BETTER = {"rps", "events_per_s"}
-TARGETS = ["direct", "slotgate", "nginx", "haproxy", "haproxy-body"]
+TARGETS = ["direct", "slotgate", "nginx", "haproxy", "haproxy-body", "litellm"]
 
 
 def fmt(v, digits=0, unit=""):
@@ -353,7 +458,8 @@ def fmt(v, digits=0, unit=""):
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return "–"
-    return f"{a / b:.2f}×"
+    r = a / b
+    return f"{r:.2f}×" if abs(r) >= 0.01 else f"{r:.2g}×"
 
 
 def cmd_report(a: argparse.Namespace) -> None:
@@ -382,58 +488,74 @@ def cmd_report(a: argparse.Namespace) -> None:
     targets = [t for t in TARGETS if any(k[0] == t for k in rows)]
     metrics = []  # (label, key fn, higher_is_better, digits)
 
-    def m(label, fn, higher, digits=0, added=False):
-        metrics.append((label, fn, higher, digits, added))
+    def m(label, fn, higher, digits=0, added=False, kind=None, cell=None):
+        metrics.append((label, fn, higher, digits, added, kind, cell))
 
-    m("small POST, max req/s (64 conns)", lambda t: med(t, "rps", "rps"), True)
-    m("CPU µs/request (proxy process)", lambda t: med(t, "rps", "cpu_us_per_req"), False, 1)
-    m("req/s per core = 1e6 / CPU µs per request", lambda t: per_core(med(t, "rps", "cpu_us_per_req")), True)
+    def skipped(target, kind):
+        """Why `kind` was not measured for `target` (a row with "skipped"), or None."""
+        why = [r["skipped"] for r in rows.get((target, kind), []) if r.get("skipped")]
+        return why[0] if why else None
+
+    m("small POST, max req/s (64 conns)", lambda t: med(t, "rps", "rps"), True, kind="rps")
+    m("CPU µs/request (proxy process)", lambda t: med(t, "rps", "cpu_us_per_req"), False, 1, kind="rps")
+    m("req/s per core = 1e6 / CPU µs per request", lambda t: per_core(med(t, "rps", "cpu_us_per_req")), True, kind="rps")
     budget = meta.get("budget_pct") or best_any(rows, "capped", "budget_pct")
-    m(capped_label(budget), lambda t: med(t, "capped", "rps"), True)
-    m("64 KiB POST, req/s (64 conns)", lambda t: med(t, "big", "rps"), True)
-    m(f"latency p50 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p50_ms"), False, 3)
-    m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3)
-    m("added p50 ms vs direct", lambda t: sub(med(t, "lat", "p50_ms"), med("direct", "lat", "p50_ms")), False, 3, True)
-    m("added p99 ms vs direct", lambda t: sub(med(t, "lat", "p99_ms"), med("direct", "lat", "p99_ms")), False, 3, True)
+    m(capped_label(budget), lambda t: med(t, "capped", "rps"), True, kind="capped")
+    m("64 KiB POST, req/s (64 conns)", lambda t: med(t, "big", "rps"), True, kind="big")
+    m(f"latency p50 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p50_ms"), False, 3, kind="lat")
+    m(f"latency p99 ms @ {fmt(meta.get('fixed_rate'))} req/s", lambda t: med(t, "lat", "p99_ms"), False, 3, kind="lat")
+    m("added p50 ms vs direct", lambda t: sub(med(t, "lat", "p50_ms"), med("direct", "lat", "p50_ms")), False, 3, True, kind="lat")
+    m("added p99 ms vs direct", lambda t: sub(med(t, "lat", "p99_ms"), med("direct", "lat", "p99_ms")), False, 3, True, kind="lat")
+    for b in ("1.0", "5.0"):
+        m(f"highest req/s with p99 < {float(b):g} ms (open loop, oha, CO-corrected)",
+          lambda t, b=b: slo_rate(rows, t, b), True, kind="slo", cell=lambda t, b=b: slo_cell(rows, t, b))
     for c in (1, 4):
         k = f"seq{c}"
-        m(f"concurrency {c}: p50 ms (wrk, closed loop)", lambda t, k=k: med(t, k, "p50_ms"), False, 3)
-        m(f"concurrency {c}: p99 ms", lambda t, k=k: med(t, k, "p99_ms"), False, 3)
-        m(f"concurrency {c}: added p50 ms vs direct", lambda t, k=k: sub(med(t, k, "p50_ms"), med("direct", k, "p50_ms")), False, 3, True)
-        m(f"concurrency {c}: added p99 ms vs direct", lambda t, k=k: sub(med(t, k, "p99_ms"), med("direct", k, "p99_ms")), False, 3, True)
-    m("SSE events/s (200 streams × 500, unpaced)", lambda t: med(t, "sse", "events_per_s"), True)
-    m("SSE: proxy CPU µs per relayed event (unpaced)", lambda t: med(t, "sse", "cpu_us_per_event"), False, 2)
-    m("SSE TTFB p99 ms (unpaced)", lambda t: med(t, "sse", "ttfb_p99_ms"), False, 2)
-    m("SSE paced: TTFB p50 ms", lambda t: med(t, "paced", "ttfb_p50_ms"), False, 3)
-    m("SSE paced: added TTFB p50 ms vs direct", lambda t: sub(med(t, "paced", "ttfb_p50_ms"), med("direct", "paced", "ttfb_p50_ms")), False, 3, True)
-    m("SSE paced: inter-event p99 ms", lambda t: med(t, "paced", "gap_p99_ms"), False, 3)
-    m("SSE paced: added inter-event p99 ms vs direct", lambda t: sub(med(t, "paced", "gap_p99_ms"), med("direct", "paced", "gap_p99_ms")), False, 3, True)
-    m("RSS idle MiB", lambda t: kib_mib(best(t, "rss_idle", "rss_kib", min)), False, 1)
-    m("RSS, 1,000 idle keep-alive conns, MiB", lambda t: kib_mib(best(t, "hold", "rss_kib", min)), False, 1)
-    m("RSS, 1,000 open SSE streams, MiB", lambda t: kib_mib(best(t, "hold_streams", "rss_kib", min)), False, 1)
+        m(f"concurrency {c}: p50 ms (wrk, closed loop)", lambda t, k=k: med(t, k, "p50_ms"), False, 3, kind=k)
+        m(f"concurrency {c}: p99 ms", lambda t, k=k: med(t, k, "p99_ms"), False, 3, kind=k)
+        m(f"concurrency {c}: added p50 ms vs direct", lambda t, k=k: sub(med(t, k, "p50_ms"), med("direct", k, "p50_ms")), False, 3, True, kind=k)
+        m(f"concurrency {c}: added p99 ms vs direct", lambda t, k=k: sub(med(t, k, "p99_ms"), med("direct", k, "p99_ms")), False, 3, True, kind=k)
+    m("SSE events/s (200 streams × 500, unpaced)", lambda t: med(t, "sse", "events_per_s"), True, kind="sse")
+    m("SSE: proxy CPU µs per relayed event (unpaced)", lambda t: med(t, "sse", "cpu_us_per_event"), False, 2, kind="sse")
+    m("SSE TTFB p99 ms (unpaced)", lambda t: med(t, "sse", "ttfb_p99_ms"), False, 2, kind="sse")
+    m("SSE paced: TTFB p50 ms", lambda t: med(t, "paced", "ttfb_p50_ms"), False, 3, kind="paced")
+    m("SSE paced: added TTFB p50 ms vs direct", lambda t: sub(med(t, "paced", "ttfb_p50_ms"), med("direct", "paced", "ttfb_p50_ms")), False, 3, True, kind="paced")
+    m("SSE paced: inter-event p99 ms", lambda t: med(t, "paced", "gap_p99_ms"), False, 3, kind="paced")
+    m("SSE paced: added inter-event p99 ms vs direct", lambda t: sub(med(t, "paced", "gap_p99_ms"), med("direct", "paced", "gap_p99_ms")), False, 3, True, kind="paced")
+    m("RSS idle MiB", lambda t: kib_mib(best(t, "rss_idle", "rss_kib", min)), False, 1, kind="rss_idle")
+    m("RSS, 1,000 idle keep-alive conns, MiB", lambda t: kib_mib(best(t, "hold", "rss_kib", min)), False, 1, kind="hold")
+    m("RSS, 1,000 open SSE streams, MiB", lambda t: kib_mib(best(t, "hold_streams", "rss_kib", min)), False, 1, kind="hold_streams")
 
     out = []
-    out.append(f"slotgate IO driver: **{meta.get('driver', '?')}**; mode: {meta.get('mode', '?')}; "
-               f"load generators: {meta.get('loadgen', 'wrk')}; {meta.get('when', '')}; "
-               f"load average before/after: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}")
+    out.extend(header_lines(meta))
     out.append("")
-    hdr = "| metric | " + " | ".join(targets) + " | slotgate/direct | slotgate/nginx | slotgate/haproxy | slotgate/haproxy-body |"
+    others = [t for t in targets if t != "slotgate"]
+    hdr = "| metric | " + " | ".join(targets) + " | " + " | ".join(f"slotgate/{o}" for o in others) + " |"
     out.append(hdr)
-    out.append("|" + "---|" * (len(targets) + 5))
-    for label, fn, higher, digits, added in metrics:
+    out.append("|" + "---|" * (len(targets) + len(others) + 1))
+    skip_notes: dict[str, str] = {}
+    for label, fn, higher, digits, added, kind, cell in metrics:
         vals = {t: fn(t) for t in targets}
-        if all(v is None for v in vals.values()):
+        why = {t: skipped(t, kind) for t in targets} if kind else {}
+        shown = any(v is not None for v in vals.values()) or (cell and any(cell(t) for t in targets))
+        if not shown and not any(why.values()):
             continue
         cells = []
         for t in targets:
             v = vals[t]
             if added and t == "direct":
                 cells.append("–")
+            elif v is None and why.get(t):
+                if why[t] not in skip_notes:
+                    skip_notes[why[t]] = f"skipped ({len(skip_notes) + 1})"
+                cells.append(skip_notes[why[t]])
+            elif cell is not None and cell(t) is not None:
+                cells.append(cell(t))
             else:
                 cells.append(fmt(v, digits))
         sg = vals.get("slotgate")
         rat = []
-        for other in ["direct", "nginx", "haproxy", "haproxy-body"]:
+        for other in others:
             if added and other == "direct":
                 rat.append("–")
             else:
@@ -442,6 +564,17 @@ def cmd_report(a: argparse.Namespace) -> None:
     out.append("")
     out.append("Ratios are slotgate ÷ other: above 1 is better for throughput rows, below 1 is better "
                "for latency, CPU and memory rows. Each cell is the best of the repeats (noise on a shared machine only makes figures worse).")
+    if any(k[1] == "slo" for k in rows):
+        out.append("")
+        out.append("p99-bound rows: one search per target (not repeated): oha open loop at "
+                   f"{meta.get('slo_conns', 64)} connections, {meta.get('slo_step_s', '?')} s per step, the offered rate doubled "
+                   "from 1/16 of the target's closed-loop peak until p99 ≥ 5 ms, then bisected "
+                   f"{meta.get('slo_bisect', '?')} times per bound (geometric). A step holds when every answer is a 200 and "
+                   "oha achieved ≥ 90% of the offered rate. \"≥ N\": held at the highest rate tried (1.5× the closed-loop "
+                   "peak); \"< N\": not held even at the lowest rate tried.")
+    for why, mark in skip_notes.items():
+        out.append("")
+        out.append(f"{mark}: {why}")
     notes = meta.get("notes")
     if notes:
         out.append("")
@@ -453,6 +586,45 @@ def cmd_report(a: argparse.Namespace) -> None:
     if a.out:
         with open(a.out, "w") as f:
             f.write(text)
+
+
+def header_lines(meta) -> list[str]:
+    """What the table was measured on and with: machine, command, date, driver, logs, loads."""
+    lines = [
+        f"- **date**: {meta.get('when', '?')}",
+        f"- **machine**: {meta.get('machine', '?')}",
+        f"- **command**: `{meta.get('command', '?')}`",
+        f"- **slotgate IO driver**: {meta.get('driver', '?')}",
+        f"- **mode**: {meta.get('mode', '?')}",
+        f"- **request logs**: {meta.get('logs', '?')}",
+        f"- **load generators**: {meta.get('loadgen', 'wrk')}",
+        f"- **load average before/after**: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}",
+    ]
+    if meta.get("versions"):
+        lines.append(f"- **versions**: {meta['versions']}")
+    if meta.get("elapsed_s"):
+        lines.append(f"- **run time**: {int(meta['elapsed_s']) // 60} min {int(meta['elapsed_s']) % 60} s")
+    return lines
+
+
+def slo_row(rows, target, bound):
+    rs = [r for r in rows.get((target, "slo"), []) if r.get("bounds")]
+    return rs[0]["bounds"].get(bound) if rs else None
+
+
+def slo_rate(rows, target, bound):
+    """The rate that held the bound; None when none did (the cell then says "< N")."""
+    b = slo_row(rows, target, bound)
+    return (b.get("rate") or None) if b else None
+
+
+def slo_cell(rows, target, bound):
+    b = slo_row(rows, target, bound)
+    if b is None:
+        return None
+    if not b.get("rate"):
+        return f"< {b.get('below', 0):,} (p99 {b.get('p99_ms_at_below') or float('nan'):,.1f} ms there)"
+    return ("≥ " if b.get("at_max") else "") + f"{b['rate']:,}"
 
 
 def targets_text(rows, meta) -> str:
@@ -481,6 +653,22 @@ def targets_text(rows, meta) -> str:
         s, n = med("slotgate", "lat", f"{q}_ms"), med("nginx", "lat", f"{q}_ms")
         if None not in (s, n, d):
             add(f"added {q} ≤ nginx's", f"{s - d:+.3f} ms vs {n - d:+.3f} ms", s - d <= n - d)
+    for c in (1, 4):
+        k = f"seq{c}"
+        for q in ("p50", "p99"):
+            d, s_, n = (med(t, k, f"{q}_ms") for t in ("direct", "slotgate", "nginx"))
+            if None not in (s_, n, d):
+                add(f"concurrency {c}: added {q} ≤ nginx's", f"{s_ - d:+.3f} ms vs {n - d:+.3f} ms", s_ - d <= n - d)
+    for b in ("1.0", "5.0"):
+        for other in ("nginx", "haproxy"):
+            sv, ov = slo_row(rows, "slotgate", b), slo_row(rows, other, b)
+            if sv is None or ov is None:
+                continue
+            s_rate, o_rate = sv.get("rate") or 0, ov.get("rate") or 0
+            # Neither held the bound at any rate tried: the search says nothing ("?").
+            ok = None if s_rate == o_rate == 0 else (s_rate >= o_rate and s_rate > 0)
+            add(f"highest req/s with p99 < {float(b):g} ms ≥ {'HAProxy' if other == 'haproxy' else other}'s",
+                f"{slo_cell(rows, 'slotgate', b)} vs {slo_cell(rows, other, b)}", ok)
     sc, nc = med("slotgate", "rps", "cpu_us_per_req"), med("nginx", "rps", "cpu_us_per_req")
     hc = med("haproxy", "rps", "cpu_us_per_req")
     if sc and nc:
@@ -576,6 +764,21 @@ def main() -> None:
     pb.add_argument("--model", help="POST a small body for this model; GET when absent")
     pb.add_argument("--deadline", type=float, default=20.0)
     pb.set_defaults(fn=cmd_probe)
+
+    rs = sp.add_parser("ratesearch")
+    rs.add_argument("--url", required=True)
+    rs.add_argument("--body", required=True, help="request body file (POST, application/json)")
+    rs.add_argument("--conns", type=int, default=64)
+    rs.add_argument("--bounds", default="1,5", help="p99 bounds in ms, comma-separated")
+    rs.add_argument("--start", type=int, default=1000, help="first offered rate, req/s")
+    rs.add_argument("--min", type=int, default=2, help="lowest rate tried when --start fails")
+    rs.add_argument("--max", type=int, default=256000, help="highest rate tried")
+    rs.add_argument("--step-s", type=int, default=3, help="seconds per step")
+    rs.add_argument("--pause-s", type=float, default=0.5, help="pause between steps")
+    rs.add_argument("--bisect", type=int, default=4, help="bisections per bound")
+    rs.add_argument("--retries", type=int, default=1, help="extra tries of a step whose p99 misses a bound")
+    rs.add_argument("--insecure", action="store_true", help="HTTPS without certificate checks")
+    rs.set_defaults(fn=cmd_ratesearch)
 
     r = sp.add_parser("report")
     r.add_argument("--results", required=True)

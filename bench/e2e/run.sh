@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end benchmark (issue 7): slotgate vs nginx vs HAProxy (plus HAProxy routing on the
+# End-to-end benchmark (issue 7): slotgate vs nginx vs HAProxy vs LiteLLM (plus HAProxy routing on the
 # body's "model") in front of the same mock model servers, measured in one run, loopback only.
 #
-#   bench/e2e/run.sh            # full run, ~7 minutes
-#   bench/e2e/run.sh --quick    # ~3 minutes, one repeat, shorter loads
+#   bench/e2e/run.sh            # full run, every target and row, ~15 minutes
+#   bench/e2e/run.sh --quick    # ~6 minutes, one repeat, shorter loads
 #
-# Options: --targets direct,slotgate,...  --tuning FILE (slotgate profile; cores is forced to 1)
+# Options: --targets direct,slotgate,nginx,haproxy,haproxy-body,litellm (default: all)
+#          --tuning FILE (slotgate profile; cores is forced to 1)
 #          --repeats N  --out FILE  --no-build  --no-install  --keep (keep the work dir)
 #          --one-core (proxies, mocks and load generators all on core 0)
 #          --backend nginx (the small-request backend is nginx with a fixed ~350-byte answer)
@@ -18,7 +19,9 @@ set -euo pipefail
 
 NAME=run.sh
 LOG_TAG=e2e
-TARGETS="direct,slotgate,nginx,haproxy,haproxy-body"
+TARGETS="direct,slotgate,nginx,haproxy,haproxy-body,litellm"
+# The exact command, for the table's header.
+CMDLINE="bench/e2e/run.sh${*:+ $*}"
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 OUT="$HERE/results/latest.md"
 TUNING=""
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  WARM=2; DUR=4; BIG_DUR=3; LAT_DUR=4; REPEATS="${REPEATS:-1}"; PACED_EVENTS=20
+  WARM=2; DUR=4; BIG_DUR=3; LAT_DUR=4; REPEATS="${REPEATS:-1}"; PACED_EVENTS=20; SLO_STEP=2; SLO_BISECT=3; SLO_RETRIES=0
 else
   WARM=2; DUR=6; BIG_DUR=4; LAT_DUR=6; REPEATS="${REPEATS:-3}"; PACED_EVENTS=40
 fi
@@ -47,7 +50,7 @@ HOLD_N=1000
 B="${E2E_PORT_BASE:-18000}"
 P_MOCK_JSON=$((B + 101)); P_MOCK_SSE=$((B + 102)); P_MOCK_PACED=$((B + 103))
 P_SG=$((B + 200)); P_SG_ADMIN=$((B + 290))
-P_NG=$((B + 300)); P_HP=$((B + 400)); P_HB=$((B + 500))
+P_NG=$((B + 300)); P_HP=$((B + 400)); P_HB=$((B + 500)); P_LL=$((B + 700))
 
 # Pinning: proxies on core 0, mocks and load generators on core 1.
 # --one-core puts everything on core 0: req/s then compares whole-path CPU cost per request,
@@ -55,10 +58,11 @@ P_NG=$((B + 300)); P_HP=$((B + 400)); P_HB=$((B + 500))
 pin_cores "$ONE_CORE"
 
 ensure_tools --oha
+has_target litellm && ensure_litellm
 build_slotgate
 make_work_dir slotgate-e2e
 check_ports_free "$P_MOCK_JSON" "$P_MOCK_SSE" "$P_MOCK_PACED" "$P_SG" "$P_SG_ADMIN" $((P_NG + 1)) $((P_NG + 2)) \
-  $((P_NG + 3)) $((P_HP + 1)) $((P_HP + 2)) $((P_HP + 3)) "$P_HB"
+  $((P_NG + 3)) $((P_HP + 1)) $((P_HP + 2)) $((P_HP + 3)) "$P_HB" "$P_LL"
 
 # ------------------------------------------------------------------ bodies
 "$PY" "$BENCH" body --size 1024 --model bench --max-tokens 16 --out "$WORK/small.json"
@@ -219,6 +223,27 @@ EOF
   PID_OF[haproxy-body]=$SERVER_PID
 fi
 
+if has_target litellm; then
+  # LiteLLM proxy (the incumbent), one uvicorn worker on the proxy core, routing on the body's
+  # "model" like slotgate: each bench model is an OpenAI-compatible deployment at its mock.
+  mkdir -p "$WORK/litellm"
+  {
+    echo "model_list:"
+    for m in "bench:$P_MOCK_JSON" "bench-sse:$P_MOCK_SSE" "bench-paced:$P_MOCK_PACED"; do
+      printf '  - model_name: %s\n    litellm_params:\n      model: openai/%s\n      api_base: http://127.0.0.1:%s/v1\n      api_key: none\n' \
+        "${m%%:*}" "${m%%:*}" "${m#*:}"
+    done
+    printf 'litellm_settings:\n  telemetry: false\n'
+  } >"$WORK/litellm/config.yaml"
+  # No master key (the bench sends no Authorization header): the variable lets it start so.
+  # LITELLM_LOCAL_MODEL_COST_MAP: no fetch of the model price list at start (loopback only).
+  LL_ENV=(env LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY=true LITELLM_LOCAL_MODEL_COST_MAP=True)
+  [ "$LOGS" = on ] || LL_ENV+=(LITELLM_LOG=ERROR)
+  start_server "$WORK/litellm/litellm.log" "$PROXY_CPU" "${LL_ENV[@]}" "$LITELLM_BIN" --config "$WORK/litellm/config.yaml" \
+    --host 127.0.0.1 --port "$P_LL" --num_workers 1
+  PID_OF[litellm]=$SERVER_PID
+fi
+
 port_of() { # target workload(json|sse|paced)
   local off
   case "$2" in json) off=1 ;; sse) off=2 ;; paced) off=3 ;; esac
@@ -228,6 +253,7 @@ port_of() { # target workload(json|sse|paced)
     nginx) echo $((P_NG + off)) ;;
     haproxy) echo $((P_HP + off)) ;;
     haproxy-body) echo "$P_HB" ;;
+    litellm) echo "$P_LL" ;;
   esac
 }
 
@@ -257,6 +283,9 @@ RATE=$(fixed_rate)
 latency_phase "phase 3" "latency at a fixed ${RATE} req/s (oha, open loop, CO-corrected), ${LAT_DUR}s x ${REPEATS}" \
   "$RATE" "$REPEATS" "$LAT_DUR"
 
+log "phase 3a: highest open-loop rate with p99 under 1 ms and under 5 ms (oha), ${SLO_STEP}s steps, ${SLO_BISECT} bisections"
+slo_phase
+
 log "phase 3b: low concurrency, closed loop at 1 and 4 connections (wrk --latency), ${LAT_DUR}s x ${REPEATS}"
 seq_phase "$LAT_DUR"
 
@@ -271,6 +300,7 @@ done
 log "phase 5: RSS with ${HOLD_N} idle keep-alive connections, then ${HOLD_N} open SSE streams"
 for t in "${TLIST[@]}"; do
   [ "$t" = direct ] && continue
+  if skip_row "$t" hold; then skip_row "$t" hold_streams; continue; fi
   j=$(on_load_core "$PY" "$BENCH" hold --port "$(port_of "$t" json)" --model bench --n "$HOLD_N" \
         --pids "${PID_OF[$t]}" --settle 2 --timeout 30)
   log "  $t hold: $j"
@@ -294,19 +324,28 @@ MODE="$([ "$QUICK" = 1 ] && echo quick || echo full), ${REPEATS} repeat(s), prox
 [ -n "$TUNING" ] && MODE+=", tuning $(basename "$TUNING")"
 [ "$BACKEND" = nginx ] && MODE+=", small-request backend: nginx fixed answer"
 if [ "$LOGS" = on ]; then
-  MODE+=", request logs on (slotgate decision log, nginx access_log buffer=64k flush=1s, HAProxy httplog)"
+  LOGS_TEXT="on, as each is run by default: slotgate decision log (info), nginx access_log combined buffer=64k flush=1s, HAProxy option httplog to stderr, LiteLLM default (uvicorn access log)"
 else
-  MODE+=", request logs off (--quiet-logs)"
+  LOGS_TEXT="off (--quiet-logs): slotgate --log-level warn, nginx access_log off, HAProxy log level err, LiteLLM LITELLM_LOG=ERROR"
 fi
+MACHINE="$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+VERSIONS="slotgate $("$SG_BIN" --version 2>/dev/null | awk '{print $NF}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null))"
+has_target nginx && VERSIONS+=", $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+has_target haproxy && VERSIONS+=", HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"
+has_target litellm && VERSIONS+=", LiteLLM $LITELLM_VERSION"
+[ -n "$BUDGET_SKIPPED" ] && NOTES+="No row for the proxy held to $BUDGET_PCT% of a core: $BUDGET_SKIPPED. "
 "$PY" - "$RESULTS" "$DRIVER" "$MODE" "$LOADGEN" "$RATE" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  "$BUDGET_PCT" "$BUDGET_SKIPPED" <<'EOF'
+  "$BUDGET_PCT" "$NOTES" "$MACHINE" "$CMDLINE" "$LOGS_TEXT" "$VERSIONS" "$SECONDS" "$SLO_STEP" "$SLO_BISECT" <<'EOF'
 import json, sys, datetime
-res, driver, mode, loadgen, rate, lb, la, budget, skipped = sys.argv[1:10]
+(res, driver, mode, loadgen, rate, lb, la, budget, notes, machine, command, logs, versions, elapsed,
+ slo_step, slo_bisect) = sys.argv[1:17]
 meta = {"kind": "meta", "driver": driver, "mode": mode, "loadgen": loadgen,
         "fixed_rate": int(rate), "load_before": lb, "load_after": la,
-        "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "budget_pct": int(budget)}
-if skipped:
-    meta["notes"] = f"No row for the proxy held to {budget}% of a core: {skipped}."
+        "when": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "budget_pct": int(budget),
+        "machine": machine, "command": command, "logs": logs, "versions": versions,
+        "elapsed_s": int(elapsed), "slo_step_s": int(slo_step), "slo_bisect": int(slo_bisect)}
+if notes.strip():
+    meta["notes"] = notes.strip()
 with open(res, "a") as f:
     f.write(json.dumps(meta) + "\n")
 EOF

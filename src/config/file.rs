@@ -593,6 +593,37 @@ pub enum DriverChoice {
     Epoll,
 }
 
+/// An io_uring setup flag of the workers' rings (`[tuning] uring_flags`). Unknown names are
+/// refused when the file is read.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UringFlag {
+    /// `IORING_SETUP_COOP_TASKRUN`: completions are handed over at the thread's next ring entry
+    /// instead of by an interrupt (5.19+).
+    CoopTaskrun,
+    /// `IORING_SETUP_SINGLE_ISSUER`: only the worker thread submits, so the kernel skips
+    /// submission locking (6.0+).
+    SingleIssuer,
+    /// `IORING_SETUP_DEFER_TASKRUN`: completion work runs only when the worker waits on the ring,
+    /// in one batch (6.1+; needs `single_issuer`).
+    DeferTaskrun,
+    /// `IORING_SETUP_SQPOLL`: a kernel thread polls the submission queue, spinning
+    /// `uring_sqpoll_idle_ms` before it sleeps (excludes `coop_taskrun` and `defer_taskrun`).
+    Sqpoll,
+}
+
+impl UringFlag {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UringFlag::CoopTaskrun => "coop_taskrun",
+            UringFlag::SingleIssuer => "single_issuer",
+            UringFlag::DeferTaskrun => "defer_taskrun",
+            UringFlag::Sqpoll => "sqpoll",
+        }
+    }
+}
+
 /// `[tuning]`: per-host performance and limit knobs.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -602,6 +633,10 @@ pub struct Tuning {
     pub driver: DriverChoice,
     /// io_uring submission queue entries per worker.
     pub ring_entries: u32,
+    /// io_uring setup flags of each worker's ring (io_uring driver only).
+    pub uring_flags: Vec<UringFlag>,
+    /// With `sqpoll`: how long the kernel polling thread spins idle before it sleeps, ms.
+    pub uring_sqpoll_idle_ms: u32,
     /// Per-connection read buffer, also the relay buffer per stream.
     pub read_buffer_bytes: usize,
     /// Request head limit -> 431.
@@ -634,6 +669,8 @@ impl Default for Tuning {
             cores: 0,
             driver: DriverChoice::Auto,
             ring_entries: 1024,
+            uring_flags: vec![UringFlag::CoopTaskrun],
+            uring_sqpoll_idle_ms: 10,
             read_buffer_bytes: 16384,
             max_header_bytes: 32768,
             max_headers: 100,

@@ -164,9 +164,34 @@ fn tuning_problems(c: &mut Collector, t: &Tuning) {
     if t.ring_entries < 256 {
         c.push("tuning.ring_entries", "must be at least 256");
     }
+    if let Some(why) = uring_flags_problem(&t.uring_flags) {
+        c.push("tuning.uring_flags", why);
+    }
+    if t.uring_sqpoll_idle_ms == 0 || t.uring_sqpoll_idle_ms > 10_000 {
+        c.push("tuning.uring_sqpoll_idle_ms", "must be between 1 and 10000");
+    }
     if t.max_connections == 0 {
         c.push("tuning.max_connections", "must be at least 1");
     }
+}
+
+/// Why the kernel would refuse this set of io_uring setup flags (io_uring_setup(2)), if it would.
+fn uring_flags_problem(flags: &[UringFlag]) -> Option<&'static str> {
+    let has = |f| flags.contains(&f);
+    let mut seen = Vec::with_capacity(flags.len());
+    for f in flags {
+        if seen.contains(f) {
+            return Some("lists a flag twice");
+        }
+        seen.push(*f);
+    }
+    if has(UringFlag::DeferTaskrun) && !has(UringFlag::SingleIssuer) {
+        return Some("\"defer_taskrun\" needs \"single_issuer\"");
+    }
+    if has(UringFlag::Sqpoll) && (has(UringFlag::CoopTaskrun) || has(UringFlag::DeferTaskrun)) {
+        return Some("\"sqpoll\" excludes \"coop_taskrun\" and \"defer_taskrun\"");
+    }
+    None
 }
 
 /// Validates a parsed file with its resolved tuning; on success the [`Config`] is usable.
@@ -461,6 +486,43 @@ mod tests {
         }
         let e = with("0.0.0.0:1", "[auth]\n").unwrap_err();
         assert!(e.to_string().contains("keys_file"), "{e}");
+    }
+
+    #[test]
+    fn uring_flags_take_known_names_in_sets_the_kernel_accepts() {
+        let with = |tuning: &str| {
+            let text = format!("[listen]\naddr = \"127.0.0.1:1\"\n[tuning]\n{tuning}\n");
+            Config::from_toml_str(&text, None)
+        };
+        let default = with("").unwrap();
+        assert_eq!(
+            default.tuning.uring_flags,
+            [super::UringFlag::CoopTaskrun],
+            "the default ring is unchanged"
+        );
+        for ok in [
+            "uring_flags = []",
+            "uring_flags = [\"coop_taskrun\", \"single_issuer\"]",
+            "uring_flags = [\"coop_taskrun\", \"single_issuer\", \"defer_taskrun\"]",
+            "uring_flags = [\"sqpoll\", \"single_issuer\"]\nuring_sqpoll_idle_ms = 2",
+        ] {
+            with(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, says) in [
+            ("uring_flags = [\"busy_poll\"]", "busy_poll"),
+            ("uring_flags = [\"defer_taskrun\"]", "needs"),
+            ("uring_flags = [\"sqpoll\", \"coop_taskrun\"]", "excludes"),
+            (
+                "uring_flags = [\"single_issuer\", \"single_issuer\"]",
+                "twice",
+            ),
+            ("uring_sqpoll_idle_ms = 0", "between"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert_eq!(e.problems.len(), 1, "{bad}: {e}");
+            assert!(e.problems[0].key.starts_with("tuning.uring_"), "{bad}: {e}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

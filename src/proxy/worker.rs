@@ -5,7 +5,7 @@ pub use super::context::Worker;
 use super::drain::DrainSignal;
 use super::pool::Pool;
 use super::Shared;
-use crate::config::DriverChoice;
+use crate::config::{DriverChoice, Tuning, UringFlag};
 use crate::routing::LocalSnapshot;
 use monoio::net::{ListenerOpts, TcpListener};
 use std::cell::Cell;
@@ -73,26 +73,50 @@ type Rt = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::LegacyDriver>,
 >;
 
-fn build_runtime(driver: Driver, entries: u32) -> io::Result<Rt> {
+/// Builds a worker's runtime. io_uring rings get `tuning.uring_flags`; the default set
+/// (`coop_taskrun` alone) falls back to a plain ring on kernels before 5.19 that refuse it, any
+/// other set is what the operator asked for, so a refusal is an error that names it.
+fn build_runtime(driver: Driver, tuning: &Tuning) -> io::Result<Rt> {
+    let entries = tuning.ring_entries;
     Ok(match driver {
         Driver::IoUring => {
-            // COOP_TASKRUN: completions are handed over at this thread's next ring entry instead
-            // of by an inter-processor interrupt (the worker enters the ring constantly anyway).
-            // Kernels before 5.19 refuse the flag: build the ring without it then.
+            let flags = &tuning.uring_flags;
             let mut urb = io_uring::IoUring::builder();
-            urb.setup_coop_taskrun();
-            let coop = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            for f in flags {
+                match f {
+                    // Completions are handed over at this thread's next ring entry instead of
+                    // by an inter-processor interrupt (the worker enters the ring constantly).
+                    UringFlag::CoopTaskrun => urb.setup_coop_taskrun(),
+                    // Each ring is built and entered by its worker thread only.
+                    UringFlag::SingleIssuer => urb.setup_single_issuer(),
+                    // monoio reaps completions after every wait (GETEVENTS), where deferred
+                    // task work runs; its submit-only calls leave them for that wait.
+                    UringFlag::DeferTaskrun => urb.setup_defer_taskrun(),
+                    // The kernel thread inherits the worker's CPU affinity.
+                    UringFlag::Sqpoll => urb.setup_sqpoll(tuning.uring_sqpoll_idle_ms),
+                };
+            }
+            let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .uring_builder(urb)
                 .enable_timer()
                 .with_entries(entries)
                 .build();
-            match coop {
+            match built {
                 Ok(rt) => rt.into(),
-                Err(_) => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                    .enable_timer()
-                    .with_entries(entries)
-                    .build()?
-                    .into(),
+                Err(_) if *flags == Tuning::default().uring_flags => {
+                    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                        .enable_timer()
+                        .with_entries(entries)
+                        .build()?
+                        .into()
+                }
+                Err(e) => {
+                    let names: Vec<&str> = flags.iter().map(|f| f.as_str()).collect();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("io_uring refused tuning.uring_flags {names:?}: {e}"),
+                    ));
+                }
             }
         }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
@@ -128,13 +152,14 @@ pub fn spawn_workers(shared: Arc<Shared>, addr: SocketAddr) -> io::Result<Worker
         let shared = shared.clone();
         let cpu = cpus.get(id.checked_rem(cpus.len()).unwrap_or(0)).copied();
         let want = bound;
+        let tuning = tuning.clone();
         let h = std::thread::Builder::new()
             .name(format!("slotgate-w{id}"))
             .spawn(move || {
                 if let Some(c) = cpu {
                     let _ = monoio::utils::bind_to_cpu_set([c]);
                 }
-                let mut rt = match build_runtime(driver, tuning.ring_entries) {
+                let mut rt = match build_runtime(driver, &tuning) {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = tx.send(Err(e));
