@@ -162,7 +162,9 @@ fn wake_hook_fires_once_for_many_requests() {
     assert!(wait_until(Duration::from_secs(5), || !hook
         .seen()
         .is_empty()));
-    // Give a wrongly repeated hook the chance to show up before counting.
+    // What is tested is an absence (no second POST), which no event announces: this sleep is
+    // the window a wrongly repeated hook has to show up in, not synchronisation. Every claim was
+    // decided before its 503 went out (all joined above); only a repeated POST's thread is late.
     std::thread::sleep(Duration::from_millis(200));
     let seen = hook.seen();
     assert_eq!(seen.len(), 1, "exactly one wake POST");
@@ -174,25 +176,37 @@ fn wake_hook_fires_once_for_many_requests() {
 }
 
 /// Starts the requests one after another, each only once the previous one was admitted or
-/// queued, so the gate sees them in a defined order. Requests admitted at once are spaced by
-/// `spacing`, so their completions (and so the hand-overs to the queue) do not coincide.
+/// queued, so the gate sees them in a defined order. With `stagger`, a request the gate admits
+/// at once (one under the concurrency limit) starts only once the previous one's stream has
+/// carried `stagger`, so their completions (and so the hand-overs to the queue) do not coincide.
 fn start_in_order(
     gate: &Server,
     ids: &[(&str, &[&str])],
-    spacing: Duration,
+    stagger: Option<&'static [u8]>,
 ) -> Vec<std::thread::JoinHandle<Response>> {
     let counters = gate.control.counters("chat").unwrap();
     let limit = counters.gate.limit();
     let mut hs = Vec::new();
+    let mut streaming: Option<std::sync::mpsc::Receiver<bool>> = None;
     for (n, (id, extra)) in ids.iter().enumerate() {
-        if n > 0 && (n as u32) < limit {
-            std::thread::sleep(spacing);
+        if let Some(progress) = streaming.take().filter(|_| (n as u32) < limit) {
+            assert!(
+                progress.recv_timeout(Duration::from_secs(5)) == Ok(true),
+                "the request before {id} never streamed far enough"
+            );
         }
         let raw = chat_req(id, true, extra);
         let addr = gate.addr;
+        let (tx, rx) = std::sync::mpsc::channel();
         hs.push(std::thread::spawn(move || {
-            http_request(addr, raw.as_bytes())
+            let mut c = Conn::connect(addr);
+            c.send(raw.as_bytes());
+            if let Some(marker) = stagger {
+                let _ = tx.send(c.buffer_until(marker, Duration::from_secs(5)));
+            }
+            c.read_response()
         }));
+        streaming = stagger.map(|_| rx);
         assert!(
             wait_until(Duration::from_secs(5), || {
                 counters.gate.inflight() + counters.gate.waiting() > n as u32
@@ -227,7 +241,8 @@ fn queue_limits_concurrency_and_keeps_fifo_order() {
     }
     let ids: Vec<String> = (0..10).map(|i| format!("q{i}")).collect();
     let spec: Vec<(&str, &[&str])> = ids.iter().map(|s| (s.as_str(), &[][..])).collect();
-    let hs = start_in_order(&gate, &spec, Duration::from_millis(50));
+    // q1 starts once q0 has streamed half its tokens (about 50 ms at 200 tokens/s).
+    let hs = start_in_order(&gate, &spec, Some(b"tok9 "));
     for h in hs {
         let r = h.join().unwrap();
         assert_eq!(r.status, 200);
@@ -263,7 +278,7 @@ fn full_queue_answers_429_with_retry_after() {
         "",
     );
     wait_ready(&gate, "chat");
-    let hs = start_in_order(&gate, &[("a", &[]), ("b", &[])], Duration::ZERO);
+    let hs = start_in_order(&gate, &[("a", &[]), ("b", &[])], None);
     let r = http_request(gate.addr, chat_req("c", false, &[]).as_bytes());
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("3"));
@@ -289,7 +304,7 @@ fn queue_timeout_answers_429() {
         "",
     );
     wait_ready(&gate, "chat");
-    let hs = start_in_order(&gate, &[("long", &[])], Duration::ZERO);
+    let hs = start_in_order(&gate, &[("long", &[])], None);
     assert!(wait_until(Duration::from_secs(5), || m
         .stats()
         .completions_inflight
@@ -323,7 +338,7 @@ fn high_priority_overtakes_queued_low_ones() {
         ("low5", low),
         ("high", high),
     ];
-    let hs = start_in_order(&gate, &spec, Duration::ZERO);
+    let hs = start_in_order(&gate, &spec, None);
     for h in hs {
         assert_eq!(h.join().unwrap().status, 200);
     }
@@ -422,7 +437,7 @@ fn admin_shows_queue_and_hold_state() {
         "",
     );
     wait_ready(&gate, "chat");
-    let hs = start_in_order(&gate, &[("a", &[]), ("b", &[])], Duration::ZERO);
+    let hs = start_in_order(&gate, &[("a", &[]), ("b", &[])], None);
     let admin = gate.admin_addr.unwrap();
     let v = get(admin, "/admin/upstreams").json();
     let chat = v["upstreams"]

@@ -279,6 +279,25 @@ impl Conn {
         got
     }
 
+    /// Reads until the bytes received but not yet consumed contain `needle` (true) or `timeout`
+    /// passes (false); nothing is consumed, so [`Conn::read_response`] still sees it all.
+    pub fn buffer_until(&mut self, needle: &[u8], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while find(&self.pending, needle).is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.eof {
+                return false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let more = self.fill();
+            self.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            if !more {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until the server closes the connection (EOF or reset), discarding any bytes;
     /// true if it did within `timeout`.
     pub fn wait_closed(&mut self, timeout: Duration) -> bool {
