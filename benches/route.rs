@@ -44,7 +44,7 @@ fn host(n: usize, registry: usize) -> Snapshot {
             );
         }
         live.upstreams.insert(
-            format!("u{i}"),
+            format!("u{i}").into(),
             LiveUpstream {
                 models: Arc::new(ModelList {
                     ids,
@@ -102,7 +102,7 @@ fn bench_pool(c: &mut Criterion) {
         let mut live = LiveState::default();
         for i in 0..members {
             live.upstreams.insert(
-                format!("gpu{i}"),
+                format!("gpu{i}").into(),
                 LiveUpstream {
                     models: Arc::new(ModelList {
                         ids: vec!["qwen3-8b".into()],

@@ -99,7 +99,7 @@ fn live_state() -> LiveState {
     let mut live = LiveState::default();
     let mut up = |name: &str, ids: &[&str], probe: ProbeStatus, pushed: Option<PushedState>| {
         live.upstreams.insert(
-            name.to_string(),
+            name.into(),
             LiveUpstream {
                 probe,
                 models: Arc::new(ModelList {

@@ -9,11 +9,13 @@
 
 mod file;
 mod keys;
+mod name;
 mod schema;
 mod validate;
 
 pub use file::*;
 pub use keys::{ct_eq, FrontAuth, FrontKeys};
+pub use name::UpstreamName;
 pub use validate::{ConfigError, Problem};
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! with the loaders of `crate::tls`, so `check`, start and reload refuse what a handshake would.
 
 use super::file::*;
+use super::name::UpstreamName;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
@@ -16,18 +17,18 @@ fn fallback_problems(
     c: &mut Collector,
     key: &str,
     u: &UpstreamConfig,
-    names: &BTreeMap<String, UpstreamKind>,
+    names: &BTreeMap<UpstreamName, UpstreamKind>,
 ) {
     let mut seen = HashSet::new();
     for f in &u.fallback {
-        let lf = f.to_ascii_lowercase();
+        let lf = UpstreamName::from(f);
         match names.get(&lf) {
             None => c.push(format!("{key}.fallback"), format!("unknown upstream '{f}'")),
             Some(UpstreamKind::Composite) => c.push(
                 format!("{key}.fallback"),
                 format!("'{f}' is a composite, never forwarded to"),
             ),
-            Some(_) if f.eq_ignore_ascii_case(&u.name) => c.push(
+            Some(_) if lf.is(&u.name) => c.push(
                 format!("{key}.fallback"),
                 "an upstream cannot fall back to itself",
             ),
@@ -229,10 +230,10 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
     tuning_problems(&mut c, &tuning);
 
     let mut upstreams = raw.upstreams;
-    let mut names: BTreeMap<String, UpstreamKind> = BTreeMap::new();
+    let mut names: BTreeMap<UpstreamName, UpstreamKind> = BTreeMap::new();
     for (i, u) in upstreams.iter_mut().enumerate() {
         let key = format!("upstream[{i}]");
-        let lname = u.name.to_ascii_lowercase();
+        let lname = UpstreamName::from(&u.name);
         if u.name.trim().is_empty()
             || !u
                 .name
@@ -325,7 +326,7 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
 
     let r = &raw.routing;
     for (alias, target) in &r.aliases {
-        match names.get(&target.to_ascii_lowercase()) {
+        match names.get(&UpstreamName::from(target)) {
             Some(k) if k.is_local() => {}
             Some(_) => c.push(
                 format!("routing.aliases.\"{alias}\""),
@@ -386,7 +387,8 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
         }
         let mut seen = HashSet::new();
         for upstream in &upstreams {
-            match names.get(&upstream.to_ascii_lowercase()) {
+            let name = UpstreamName::from(upstream);
+            match names.get(&name) {
                 None => c.push(&key, format!("binds to unknown upstream '{upstream}'")),
                 Some(UpstreamKind::Composite) if upstreams.len() > 1 => c.push(
                     &key,
@@ -394,7 +396,7 @@ pub fn validate(raw: ConfigFile, tuning: Tuning) -> Result<Config, ConfigError> 
                 ),
                 Some(_) => {}
             }
-            if !seen.insert(upstream.to_ascii_lowercase()) {
+            if !seen.insert(name) {
                 c.push(&key, format!("'{upstream}' is listed twice"));
             }
         }

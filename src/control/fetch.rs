@@ -6,7 +6,8 @@ use super::client;
 use super::flight::{ModelsFetch, Ticket};
 use super::models;
 use super::state::Live;
-use super::upstream::{fetchable, key, upstream_cfg, Ident};
+use super::upstream::{fetchable, upstream_cfg, Ident};
+use crate::config::UpstreamName;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ impl Live {
         for n in names {
             let Some(u) = snap.by_name(n) else { continue };
             if fetchable(&u.cfg) && !u.live.models.is_warm() {
-                self.start_fetch(&key(n), Some(ticket));
+                self.start_fetch(&UpstreamName::from(n), Some(ticket));
             }
         }
         ticket.done_one();
@@ -42,7 +43,7 @@ impl Live {
     }
 
     /// Starts `key`'s fetch unless one is in flight (joining it with `ticket`).
-    pub(crate) fn start_fetch(&self, key: &str, ticket: Option<&Arc<Ticket>>) {
+    pub(crate) fn start_fetch(&self, key: &UpstreamName, ticket: Option<&Arc<Ticket>>) {
         if !self.flights.join(key, ticket) {
             return;
         }
@@ -53,7 +54,7 @@ impl Live {
             return;
         }
         let me = self.arc();
-        let k = key.to_string();
+        let k = key.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("slotgate-models-{k}"))
             .spawn(move || {
@@ -61,13 +62,13 @@ impl Live {
                 me.flights.finish(&k);
             });
         if let Err(e) = spawned {
-            tracing::error!(upstream = key, error = %e, "cannot spawn a models fetch thread");
+            tracing::error!(upstream = %key, error = %e, "cannot spawn a models fetch thread");
             self.flights.finish(key);
         }
     }
 
     /// One `/v1/models` fetch, on its own thread.
-    fn run_fetch(&self, k: &str) {
+    fn run_fetch(&self, k: &UpstreamName) {
         let cfg = match upstream_cfg(&self.config(), k) {
             Some(u) if fetchable(u) => u.clone(),
             _ => return,

@@ -6,6 +6,7 @@
 //! last one finishes, or when its deadline passes (a small timer thread, started on first use,
 //! so the future needs no timer from the runtime that awaits it).
 
+use crate::config::UpstreamName;
 use futures_channel::oneshot;
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, HashMap};
@@ -121,17 +122,17 @@ impl Future for ModelsFetch {
 /// Upstreams with a fetch in flight, each with the tickets waiting for it.
 #[derive(Default)]
 pub(crate) struct Flights {
-    inflight: Mutex<HashMap<String, Vec<Arc<Ticket>>>>,
+    inflight: Mutex<HashMap<UpstreamName, Vec<Arc<Ticket>>>>,
     timer: Timer,
 }
 
 impl Flights {
     /// Joins `key`'s fetch with `ticket` (if any); true when none was in flight and the caller
     /// must start it.
-    pub(crate) fn join(&self, key: &str, ticket: Option<&Arc<Ticket>>) -> bool {
+    pub(crate) fn join(&self, key: &UpstreamName, ticket: Option<&Arc<Ticket>>) -> bool {
         let mut m = self.inflight.lock();
         let start = !m.contains_key(key);
-        let waiters = m.entry(key.to_string()).or_default();
+        let waiters = m.entry(key.clone()).or_default();
         if let Some(t) = ticket {
             t.add();
             waiters.push(t.clone());
@@ -140,7 +141,7 @@ impl Flights {
     }
 
     /// `key`'s fetch finished (its result is published): releases every ticket waiting for it.
-    pub(crate) fn finish(&self, key: &str) {
+    pub(crate) fn finish(&self, key: &UpstreamName) {
         let waiters = self.inflight.lock().remove(key).unwrap_or_default();
         for t in waiters {
             t.done_one();
@@ -237,13 +238,16 @@ mod tests {
     fn fires_when_all_done() {
         let f = Flights::default();
         let (t, fut) = Ticket::new();
-        assert!(f.join("a", Some(&t)));
-        assert!(!f.join("a", Some(&t)));
-        assert!(f.join("b", Some(&t)));
+        assert!(f.join(&"a".into(), Some(&t)));
+        assert!(
+            !f.join(&"A".into(), Some(&t)),
+            "one flight per name, any case"
+        );
+        assert!(f.join(&"b".into(), Some(&t)));
         t.done_one();
-        f.finish("a");
+        f.finish(&"a".into());
         assert!(!t.fired());
-        f.finish("b");
+        f.finish(&"b".into());
         assert!(t.fired());
         fut.wait();
     }
@@ -252,7 +256,7 @@ mod tests {
     fn deadline_fires() {
         let f = Flights::default();
         let (t, fut) = Ticket::new();
-        assert!(f.join("a", Some(&t)));
+        assert!(f.join(&"a".into(), Some(&t)));
         t.done_one();
         let start = Instant::now();
         f.deadline(start + Duration::from_millis(50), &t);

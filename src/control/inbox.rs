@@ -3,8 +3,9 @@
 
 use super::flight::Ticket;
 use super::plane::Control;
-use super::upstream::{key, upstream_cfg};
+use super::upstream::upstream_cfg;
 use super::wake;
+use crate::config::UpstreamName;
 use crate::port::PortMsg;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ impl Control {
         match msg {
             PortMsg::MarkDown { upstream } => self.mark_down(&upstream),
             PortMsg::Wake { upstream, model } => {
-                if let Some(cfg) = upstream_cfg(&self.config(), &upstream) {
+                if let Some(cfg) = upstream_cfg(&self.config(), &UpstreamName::from(upstream)) {
                     wake::call_hook(cfg, model.as_deref());
                 }
             }
@@ -34,7 +35,7 @@ impl Control {
     /// re-probe on the failing schedule.
     pub fn mark_down(&self, name: &str) {
         if self.live.mark_failing(name).is_some() {
-            if let Some(p) = self.probers.lock().get(&key(name)) {
+            if let Some(p) = self.probers.lock().get(&UpstreamName::from(name)) {
                 p.mark_down();
             }
         }

@@ -7,7 +7,7 @@ use super::flight::ModelsFetch;
 use super::prober::Prober;
 use super::state::{Live, PushError};
 use crate::admission::UpstreamCounters;
-use crate::config::Config;
+use crate::config::{Config, UpstreamName};
 use crate::port::{self, Inbox, Port};
 use crate::routing::{LiveState, PushedState, SlotState, Snapshot, SnapshotCell};
 use crate::tls::FrontDoor;
@@ -37,7 +37,7 @@ pub struct Readiness {
 pub struct Control {
     /// Live state, its lock and its publication.
     pub(super) live: Arc<Live>,
-    pub(super) probers: Mutex<HashMap<String, Arc<Prober>>>,
+    pub(super) probers: Mutex<HashMap<UpstreamName, Arc<Prober>>>,
     pub(super) started: AtomicBool,
     ready: RwLock<Option<Readiness>>,
     pub(super) metrics: RwLock<Option<MetricsHook>>,
@@ -143,7 +143,7 @@ impl Control {
 
     /// Asks `name`'s prober to probe now (e.g. a control plane said it started the slot).
     pub fn wake_probe(&self, name: &str) {
-        if let Some(p) = self.probers.lock().get(&super::upstream::key(name)) {
+        if let Some(p) = self.probers.lock().get(&UpstreamName::from(name)) {
             p.wake();
         }
     }

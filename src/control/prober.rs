@@ -8,8 +8,8 @@
 
 use super::client;
 use super::state::Live;
-use super::upstream::{fetchable, key, Ident};
-use crate::config::{UpstreamConfig, UpstreamKind};
+use super::upstream::{fetchable, Ident};
+use crate::config::{UpstreamConfig, UpstreamKind, UpstreamName};
 use crate::routing::ProbeStatus;
 use parking_lot::{Condvar, Mutex};
 use std::sync::{Arc, Weak};
@@ -57,7 +57,7 @@ impl Prober {
         });
         let me = p.clone();
         std::thread::Builder::new()
-            .name(format!("slotgate-probe-{}", key(&cfg.name)))
+            .name(format!("slotgate-probe-{}", UpstreamName::from(&cfg.name)))
             .spawn(move || me.run(control))?;
         Ok(Some(p))
     }
@@ -231,7 +231,7 @@ impl Schedule {
             self.next_refresh = Some(Instant::now() + ms(cfg.probe_interval_ms));
             return;
         }
-        ctl.start_fetch(&key(&cfg.name), None);
+        ctl.start_fetch(&UpstreamName::from(&cfg.name), None);
         self.next_refresh = fetchable(cfg).then(|| Instant::now() + ms(cfg.models_refresh_ms));
         self.next_dns = self.hostname.then(|| Instant::now() + DNS_REFRESH);
     }

@@ -6,7 +6,7 @@ use super::client;
 use super::notify;
 use super::plane::Control;
 use super::prober::Prober;
-use super::upstream::key;
+use crate::config::UpstreamName;
 use crate::config::{Config, ConfigError};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -80,7 +80,7 @@ impl Control {
         let mut probers = self.probers.lock();
         let mut next = HashMap::new();
         for u in &cfg.upstreams {
-            let k = key(&u.name);
+            let k = UpstreamName::from(&u.name);
             match probers.remove(&k) {
                 Some(p) if p.config() == u => {
                     next.insert(k, p);

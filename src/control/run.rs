@@ -4,7 +4,7 @@
 use super::plane::Control;
 use super::prober::Prober;
 use super::signal;
-use super::upstream::key;
+use crate::config::UpstreamName;
 use crate::port::Inbox;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
@@ -25,7 +25,7 @@ impl Control {
             let mut probers = self.probers.lock();
             for u in &cfg.upstreams {
                 if let Some(p) = Prober::start(Arc::downgrade(&self.live), u)? {
-                    probers.insert(key(&u.name), p);
+                    probers.insert(UpstreamName::from(&u.name), p);
                 }
             }
         }

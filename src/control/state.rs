@@ -6,9 +6,9 @@
 //! workers read the published [`SnapshotCell`].
 
 use super::flight::Flights;
-use super::upstream::{key, upstream_cfg, Ident};
+use super::upstream::{upstream_cfg, Ident};
 use crate::admission::UpstreamCounters;
-use crate::config::{Config, UpstreamConfig, UpstreamKind};
+use crate::config::{Config, UpstreamConfig, UpstreamKind, UpstreamName};
 use crate::routing::{
     LiveState, LiveUpstream, ModelList, ProbeStatus, PushedState, Snapshot, SnapshotCell,
 };
@@ -123,7 +123,7 @@ impl Live {
         f: impl FnOnce(&mut LiveUpstream, &UpstreamConfig) -> (bool, R),
     ) -> Option<R> {
         let mut st = self.state.lock();
-        let k = key(name);
+        let k = UpstreamName::from(name);
         let config = st.config.clone();
         let cfg = upstream_cfg(&config, &k)?;
         if ident.is_some_and(|i| *i != Ident::of(cfg)) {
@@ -205,7 +205,7 @@ impl Live {
     }
 
     /// Whether `key`'s model cache is warm in the live state.
-    pub(crate) fn is_warm(&self, key: &str) -> bool {
+    pub(crate) fn is_warm(&self, key: &UpstreamName) -> bool {
         self.state
             .lock()
             .live
@@ -244,7 +244,7 @@ impl Live {
                 let st = self.state.lock();
                 st.live
                     .upstreams
-                    .get(&key(&cfg.name))
+                    .get(&UpstreamName::from(&cfg.name))
                     .map(|l| l.addrs.to_vec())
                     .unwrap_or_default()
             }
@@ -259,7 +259,7 @@ impl Live {
 pub(crate) fn merge_live(old_cfg: &Config, mut old: LiveState, new: &Config) -> LiveState {
     let mut live = LiveState::default();
     for u in &new.upstreams {
-        let k = key(&u.name);
+        let k = UpstreamName::from(&u.name);
         let same = upstream_cfg(old_cfg, &k).is_some_and(|o| Ident::of(o) == Ident::of(u));
         let mut l = match old.upstreams.remove(&k) {
             Some(l) if same => l,
@@ -298,13 +298,13 @@ mod tests {
     fn reload_keeps_counters_by_name_and_sets_limits() {
         let old_cfg = cfg(TWO);
         let mut old = merge_live(&old_cfg, LiveState::default(), &old_cfg);
-        let chat = old.upstreams["chat"].counters.clone();
+        let chat = old.upstreams[&"chat".into()].counters.clone();
         let _in_flight = chat.request();
         // Same name, new URL (a different identity) and a new limit; `gone` removed.
         let new_cfg = cfg("[[upstream]]\nname = \"chat\"\nkind = \"container\"\nurl = \"http://127.0.0.1:9/v1\"\nmax_inflight = 1\n");
-        old.upstreams.get_mut("chat").unwrap().probe = ProbeStatus::Passing;
+        old.upstreams.get_mut(&"CHAT".into()).unwrap().probe = ProbeStatus::Passing;
         let new = merge_live(&old_cfg, old, &new_cfg);
-        let l = &new.upstreams["chat"];
+        let l = &new.upstreams[&"chat".into()];
         assert!(
             Arc::ptr_eq(&l.counters, &chat),
             "the counters stay with the name"
@@ -315,7 +315,7 @@ mod tests {
             ProbeStatus::Unknown,
             "a new identity starts unprobed"
         );
-        assert!(!new.upstreams.contains_key("gone"));
+        assert!(!new.upstreams.contains_key(&"gone".into()));
         let _one = l.counters.gate.try_enter().unwrap();
         assert!(
             l.counters.gate.try_enter().is_none(),

@@ -2,7 +2,7 @@
 //! reloads (§6 `POST /admin/reload`), whether its model list is fetched (§2 step 3), and its own
 //! credential (§3 "Headers").
 
-use crate::config::{AuthStyle, Config, UpstreamConfig, UpstreamKind};
+use crate::config::{AuthStyle, Config, UpstreamConfig, UpstreamKind, UpstreamName};
 
 /// Identity of an upstream across reloads: same name (the map key), kind and URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +21,12 @@ impl Ident {
     }
 }
 
-/// The live-state key of an upstream name (names are case-insensitive).
-pub(crate) fn key(name: &str) -> String {
-    name.to_ascii_lowercase()
-}
-
 /// `name`'s config (names are case-insensitive).
-pub(crate) fn upstream_cfg<'c>(config: &'c Config, name: &str) -> Option<&'c UpstreamConfig> {
-    config
-        .upstreams
-        .iter()
-        .find(|u| u.name.eq_ignore_ascii_case(name))
+pub(crate) fn upstream_cfg<'c>(
+    config: &'c Config,
+    name: &UpstreamName,
+) -> Option<&'c UpstreamConfig> {
+    config.upstreams.iter().find(|u| name.is(&u.name))
 }
 
 /// Whether `/v1/models` is fetched for this upstream (not composite, no static list, has a URL).

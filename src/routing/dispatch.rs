@@ -15,6 +15,7 @@
 use super::breadcrumb::Breadcrumb;
 use super::snapshot::Snapshot;
 use super::upstream::{UpstreamEntry, UpstreamId};
+use crate::config::UpstreamName;
 use crate::error::{ErrorCode, ErrorReply};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -245,10 +246,10 @@ pub struct FetchRequest {
 /// The fetches already performed for one request, so none is asked twice.
 #[derive(Debug, Clone, Default)]
 pub struct FetchesDone {
-    /// Lowercase names of upstreams fetched one-shot.
-    one_shot: Vec<String>,
-    /// Lowercase names of the step-3 targets, once the prefetch ran.
-    prefetched: Option<Vec<String>>,
+    /// Names of upstreams fetched one-shot.
+    one_shot: Vec<UpstreamName>,
+    /// Names of the step-3 targets, once the prefetch ran.
+    prefetched: Option<Vec<UpstreamName>>,
     /// After too many rounds, treat every fetch as done so dispatch must decide.
     exhausted: bool,
 }
@@ -265,7 +266,7 @@ impl FetchesDone {
 
     /// Records that `req` was performed (whatever it returned).
     pub fn mark(&mut self, req: &FetchRequest) {
-        let names = req.targets.iter().map(|t| t.name.to_ascii_lowercase());
+        let names = req.targets.iter().map(|t| UpstreamName::from(&t.name));
         match req.reason {
             FetchReason::OneShot => self.one_shot.extend(names),
             FetchReason::Prefetch => self.prefetched = Some(names.collect()),
@@ -277,7 +278,7 @@ impl FetchesDone {
 
     /// Whether the one-shot fetch of `name` ran.
     pub fn one_shot_done(&self, name: &str) -> bool {
-        self.exhausted || self.one_shot.iter().any(|n| n.eq_ignore_ascii_case(name))
+        self.exhausted || self.one_shot.iter().any(|n| n.is(name))
     }
 
     /// Whether the step-3 prefetch ran.
@@ -288,7 +289,7 @@ impl FetchesDone {
     fn was_prefetched(&self, name: &str) -> bool {
         self.prefetched
             .as_ref()
-            .is_some_and(|v| v.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            .is_some_and(|v| v.iter().any(|n| n.is(name)))
     }
 }
 

@@ -3,8 +3,7 @@
 use super::breadcrumb::Breadcrumb;
 use super::index::RouteIndex;
 use super::upstream::{LiveState, ModelList, UpstreamEntry, UpstreamId};
-use crate::config::{Config, UpstreamConfig};
-use std::collections::HashMap;
+use crate::config::{Config, UpstreamConfig, UpstreamName};
 use std::sync::Arc;
 
 /// The immutable routing view workers read (DESIGN.md §1 "snapshot").
@@ -17,7 +16,8 @@ pub struct Snapshot {
     /// Upstreams in priority order: container/slot, then remote, then composite; by name within a
     /// rank.
     pub upstreams: Vec<UpstreamEntry>,
-    by_name: HashMap<String, UpstreamId>,
+    /// Every upstream's name and id, sorted by name: looked up by binary search, no allocation.
+    by_name: Vec<(UpstreamName, UpstreamId)>,
     /// Dispatch's precomputed tables.
     index: RouteIndex,
 }
@@ -25,16 +25,16 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot from a validated config and the live state.
     pub fn build(config: Arc<Config>, live: &LiveState, epoch: u64) -> Snapshot {
-        let mut cfgs: Vec<&UpstreamConfig> = config.upstreams.iter().collect();
-        cfgs.sort_by(|a, b| {
-            (a.kind.rank(), a.name.to_ascii_lowercase())
-                .cmp(&(b.kind.rank(), b.name.to_ascii_lowercase()))
-        });
+        let mut cfgs: Vec<(u8, UpstreamName, &UpstreamConfig)> = config
+            .upstreams
+            .iter()
+            .map(|c| (c.kind.rank(), UpstreamName::from(&c.name), c))
+            .collect();
+        cfgs.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut upstreams = Vec::with_capacity(cfgs.len());
-        let mut by_name = HashMap::with_capacity(cfgs.len());
-        for (i, c) in cfgs.into_iter().enumerate() {
+        let mut by_name = Vec::with_capacity(cfgs.len());
+        for (i, (_, key, c)) in cfgs.into_iter().enumerate() {
             let id = UpstreamId(i as u32);
-            let key = c.name.to_ascii_lowercase();
             let mut l = live.upstreams.get(&key).cloned().unwrap_or_default();
             if !c.models.is_empty() && l.models.ids.is_empty() {
                 l.models = Arc::new(ModelList {
@@ -47,13 +47,14 @@ impl Snapshot {
                     l.addrs = Arc::from(vec![a]);
                 }
             }
-            by_name.insert(key, id);
+            by_name.push((key, id));
             upstreams.push(UpstreamEntry {
                 id,
                 cfg: Arc::new(c.clone()),
                 live: l,
             });
         }
+        by_name.sort_by(|a, b| a.0.cmp(&b.0));
         let index = RouteIndex::build(&config, &upstreams);
         Snapshot {
             epoch,
@@ -71,11 +72,12 @@ impl Snapshot {
 
     /// Looks an upstream up by name, case-insensitively.
     pub fn by_name(&self, name: &str) -> Option<&UpstreamEntry> {
-        let id = match self.by_name.get(name) {
-            Some(id) => *id,
-            None => *self.by_name.get(&name.to_ascii_lowercase())?,
-        };
-        Some(self.upstream(id))
+        let at = self
+            .by_name
+            .binary_search_by(|(n, _)| n.cmp_str(name))
+            .ok()?;
+        let (_, id) = self.by_name.get(at)?;
+        Some(self.upstream(*id))
     }
 
     /// The `X-Slotgate-Route` value for `crumb` on upstream `id`, rendered once per snapshot.

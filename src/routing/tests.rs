@@ -238,7 +238,7 @@ fn live_of(snap_cfg: &Config, row: &Row, extra: Caches, only: Option<&[String]>)
     let mut live = LiveState::default();
     let is_base = row.toml == BASE;
     for u in &snap_cfg.upstreams {
-        let key = u.name.to_ascii_lowercase();
+        let key = u.name.as_str().into();
         let mut l = LiveUpstream::default();
         if row.passing.contains(&u.name.as_str()) {
             l.probe = ProbeStatus::Passing;

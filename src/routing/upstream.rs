@@ -5,7 +5,7 @@
 //! [`Snapshot`]: super::Snapshot
 
 use crate::admission::UpstreamCounters;
-use crate::config::{UpstreamConfig, UpstreamKind};
+use crate::config::{UpstreamConfig, UpstreamKind, UpstreamName};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,11 +134,11 @@ pub struct LiveUpstream {
     pub counters: Arc<UpstreamCounters>,
 }
 
-/// Live state of every upstream, keyed by lowercase upstream name.
+/// Live state of every upstream, keyed by upstream name (case-insensitive).
 #[derive(Debug, Clone, Default)]
 pub struct LiveState {
-    /// Per upstream, keyed by lowercase name.
-    pub upstreams: HashMap<String, LiveUpstream>,
+    /// Per upstream, keyed by name.
+    pub upstreams: HashMap<UpstreamName, LiveUpstream>,
 }
 
 /// One upstream as the snapshot sees it.
