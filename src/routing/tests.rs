@@ -1246,3 +1246,30 @@ fn outgoing_path_edges() {
     // A path not under /v1 is kept whole rather than mangled.
     assert_eq!(outgoing_path(&snap, agent, "/v10/x", None), "/v1/v10/x");
 }
+
+/// Names are case-insensitive: the snapshot finds an upstream under any spelling (binary search
+/// over `UpstreamName`), keeps the spelling it was configured with, and orders by folded name
+/// within a rank.
+#[test]
+fn snapshot_finds_upstreams_under_any_case() {
+    let text = "[[upstream]]\nname = \"Zeta\"\nkind = \"remote\"\nurl = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\n\
+                [[upstream]]\nname = \"alpha\"\nkind = \"remote\"\nurl = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\n\
+                [[upstream]]\nname = \"Mid\"\nkind = \"remote\"\nurl = \"http://127.0.0.1:9/v1\"\nmodels = [\"m\"]\n";
+    let cfg = Arc::new(Config::from_toml_str(text, None).unwrap());
+    let snap = Snapshot::build(cfg, &LiveState::default(), 1);
+    let names: Vec<&str> = snap.upstreams.iter().map(|u| u.name()).collect();
+    assert_eq!(names, ["alpha", "Mid", "Zeta"]);
+    for (asked, found) in [
+        ("zeta", "Zeta"),
+        ("ZETA", "Zeta"),
+        ("ALPHA", "alpha"),
+        ("mid", "Mid"),
+    ] {
+        assert_eq!(
+            snap.by_name(asked).map(|u| u.name()),
+            Some(found),
+            "{asked}"
+        );
+    }
+    assert!(snap.by_name("zet").is_none() && snap.by_name("zetaa").is_none());
+}
