@@ -1,5 +1,5 @@
 //! Whole-path fuzz entry points (`fuzz/fuzz_targets/front_door.rs`, `admin_api.rs`) and the
-//! corpus replay test (`tests/fuzz_replay.rs`): arbitrary bytes through the same code a live
+//! corpus replay test (`tests/it/fuzz_replay.rs`): arbitrary bytes through the same code a live
 //! request runs, minus the sockets.
 //!
 //! [`front_door`]: request head → front-door key check → local endpoints (`/v1/models`,

@@ -151,7 +151,7 @@ impl std::fmt::Debug for Hook {
 /// A scripted answer: the pieces to send for one request.
 pub type Script = dyn Fn(&Seen) -> Vec<Piece> + Send + Sync;
 
-/// A connection a scripted upstream serves: plain TCP, or TLS over it (tests/tls.rs).
+/// A connection a scripted upstream serves: plain TCP, or TLS over it (tests/it/tls.rs).
 pub trait Wire: Read + Write + Send + 'static {
     /// The TCP socket underneath (for the socket options of [`Piece::Reset`] and [`Piece::Stall`]).
     fn tcp(&self) -> &TcpStream;

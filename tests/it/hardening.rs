@@ -2,7 +2,7 @@
 //! credentials and upstream faults, end to end through the real server on 127.0.0.1.
 //! Conditions are waited on with deadlines, never with sleeps.
 
-mod support;
+use crate::support;
 
 use slotgate::mock::{self, MockConfig, MockHandle};
 use slotgate::server::Server;

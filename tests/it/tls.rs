@@ -4,7 +4,7 @@
 //! generated here with rcgen; the TLS mock upstream is the scripted raw upstream of
 //! `support::gate` behind rustls' blocking server stream.
 
-mod support;
+use crate::support;
 
 use parking_lot::Mutex;
 use rustls::HandshakeKind;

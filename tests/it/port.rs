@@ -2,7 +2,7 @@
 //! control plane with a message, and the next snapshot shows the upstream failing at once, long
 //! before its prober would have looked again.
 
-mod support;
+use crate::support;
 
 use slotgate::mock::{self, MockConfig};
 use slotgate::routing::ProbeStatus;

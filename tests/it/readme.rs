@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!("../../README.md");
 
 /// The rows (`key` -> default cell) of the reference table under `heading`.
 fn table(heading: &str) -> BTreeMap<String, String> {

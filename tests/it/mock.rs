@@ -1,7 +1,7 @@
 //! Integration tests of `slotgate mock-backend`: spawned in-process on 127.0.0.1:0, driven with
 //! raw HTTP over std `TcpStream`; all waits are conditions with deadlines.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Live state through the real proxy (issue 4): hot reload over the admin API while streams run,
 //! refused reloads, and the single-flighted cold prefetch.
 
-mod support;
+use crate::support;
 
 use slotgate::config::Config;
 use slotgate::mock::{self, MockConfig, MockHandle};
@@ -129,7 +129,7 @@ const FIVE_PROBLEMS: [&str; 5] = [
 
 #[test]
 fn check_and_reload_name_all_five_problems_of_one_file() {
-    let five = include_str!("fixtures/five-problems.toml");
+    let five = include_str!("../fixtures/five-problems.toml");
     // `slotgate check`: exit non-zero, one line per problem, each by its key path.
     let bad = TempFile::new("five.toml", five);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slotgate"))

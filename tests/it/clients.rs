@@ -1,7 +1,7 @@
 //! Real clients against the real server (issue 4 item 9): the official `openai` Python SDK lists
 //! models, chats (plain and streamed), embeds, and sees `slot.loading` as an `APIStatusError`.
 
-mod support;
+use crate::support;
 
 use slotgate::mock::{self, MockConfig};
 use std::process::Command;

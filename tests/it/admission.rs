@@ -1,7 +1,7 @@
 //! Admission end to end (issue 5, DESIGN.md §3a): hold-while-loading, the wake hook, the
 //! per-upstream concurrency queue with priorities, stream timeouts and the abort policies.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use slotgate::mock::{self, MockConfig, MockHandle};

@@ -3,7 +3,7 @@
 //! request slotgate forwarded while generated request ids were not UUIDs. `.ci/run` installs both
 //! into its virtual environment; without them this test fails and says how to install them.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};

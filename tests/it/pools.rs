@@ -6,7 +6,7 @@
 //! every load the picker sees is set by the test (requests held open), never by a token rate or
 //! a machine's speed. All waits are conditions with deadlines; loads are bounded; loopback only.
 
-mod support;
+use crate::support;
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The data plane end to end (issue 2, DESIGN.md §3): the real server on 127.0.0.1:0 in front of
 //! scripted raw upstreams and the mock model server; every relay test runs on io_uring and epoll.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use slotgate::mock::{self, MockConfig, MockHandle};

@@ -2,7 +2,7 @@
 //! the decision log, graceful stop of the real binary under a live stream, and systemd
 //! notifications. Real sockets on 127.0.0.1; every wait is a condition with a deadline.
 
-mod support;
+use crate::support;
 
 use parking_lot::Mutex;
 use serde_json::Value;
