@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end cost of the concurrency gate under its limit (issue 5): wrk against the release
+# End-to-end cost of the concurrency gate under its limit: wrk against the release
 # binary in front of `slotgate mock-backend`, alternating runs with `max_inflight` unset and set
 # far above the load (same machine, same binary), and the ratio. Needs wrk.
 #

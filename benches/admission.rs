@@ -1,4 +1,4 @@
-//! Admission costs nothing under the limit (issue 5): the fast path of the concurrency gate
+//! Admission costs nothing under the limit: the fast path of the concurrency gate
 //! (one CAS in, one decrement and one load out) against doing nothing, and the per-request
 //! counters the proxy takes from its snapshot entry.
 

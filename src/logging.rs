@@ -1,4 +1,4 @@
-//! Log output (DESIGN.md §6, issue 8): lines are formatted on the emitting thread; a worker keeps
+//! Log output (DESIGN.md §6): lines are formatted on the emitting thread; a worker keeps
 //! its lines in a thread-local buffer written out when it fills or on the worker's one-second
 //! tick, so the decision log costs a memcpy per request instead of a cross-thread hand-off and a
 //! wake-up. Other threads (control, admin, start-up) write each line at once.

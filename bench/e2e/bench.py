@@ -628,7 +628,7 @@ def slo_cell(rows, target, bound):
 
 
 def targets_text(rows, meta) -> str:
-    """Performance targets of issue 7, met or not, with the ratio."""
+    """slotgate's performance targets against nginx and HAProxy, met or not, with the ratio."""
 
     def med(target, kind, key):
         vals = [r[key] for r in rows.get((target, kind), []) if r.get(key) is not None]
@@ -689,7 +689,7 @@ def targets_text(rows, meta) -> str:
     if rs:
         v = min(r["rss_kib"] for r in rs) / 1024
         add("RSS with 1,000 open streams ≤ 64 MB", f"{v:.1f} MiB", v * 1.048576 <= 64)
-    return "Targets (issue 7):\n\n" + "\n".join(lines) + "\n"
+    return "Targets (slotgate against nginx and HAProxy):\n\n" + "\n".join(lines) + "\n"
 
 
 def capped_label(budget) -> str:

@@ -24,7 +24,7 @@ TLS_CA=""          # CA file when the proxies are spoken to over HTTPS
 declare -A PID_OF  # target -> pid of the process (tree) under test
 PIDS=()            # every process this script started, stopped by the cleanup trap
 
-# Request logs as each proxy's users run them (issue: a benchmark is only as honest as its
+# Request logs as each proxy's users run them (a benchmark is only as honest as its
 # defaults): slotgate's decision log on (its default), nginx `access_log ... buffer=64k flush=1s`,
 # HAProxy `option httplog` to stderr. `--quiet-logs` turns all three off.
 LOGS=${LOGS:-on}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark (issue 7): slotgate vs nginx vs HAProxy vs LiteLLM (plus HAProxy routing on the
+# End-to-end benchmark: slotgate vs nginx vs HAProxy vs LiteLLM (plus HAProxy routing on the
 # body's "model") in front of the same mock model servers, measured in one run, loopback only.
 #
 #   bench/e2e/run.sh            # full run, every target and row, ~15 minutes
@@ -74,7 +74,7 @@ start_mock() { # port model extra-args...
   start_server "$WORK/mock-$port.log" "$LOAD_CPU" "$SG_BIN" --log-level warn mock-backend --port "$port" --model "$model" "$@"
 }
 # --backend nginx: the JSON workload's backend is nginx answering a fixed ~350-byte chat
-# completion (the second, independent setup of issue 16), not `slotgate mock-backend`.
+# completion (a second, independent setup to check the harness against), not `slotgate mock-backend`.
 start_nginx_backend() { # port model
   local dir="$WORK/nginx-backend" answer
   mkdir -p "$dir"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end benchmark over HTTPS (issue 9): slotgate vs nginx vs HAProxy, each terminating TLS
+# End-to-end benchmark over HTTPS: slotgate vs nginx vs HAProxy, each terminating TLS
 # from the client AND originating TLS to the upstream, measured in one run, loopback only.
 #
 #   bench/e2e/run_tls.sh            # ~3 minutes

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures slotgate tuning candidates (issue 7 item 3) with the end-to-end harness: one
+# Measures slotgate tuning candidates with the end-to-end harness: one
 # `run.sh --quick --targets slotgate,nginx` per candidate (nginx is the in-run reference that
 # exposes machine noise), then one summary table of slotgate's figures per candidate.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wake-up path A/B (issue goal 3): slotgate's latency at concurrency 1 and 4 (wrk --latency, a
+# Wake-up path A/B: slotgate's latency at concurrency 1 and 4 (wrk --latency, a
 # sequential client per connection) and its CPU/request at 64 connections, for each io_uring
 # setup-flag set of `[tuning] uring_flags` and for the epoll driver, with nginx as the in-run
 # reference. Candidates are interleaved over ROUNDS rounds; each cell is the best round (noise on

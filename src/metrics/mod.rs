@@ -1,4 +1,4 @@
-//! Observability (DESIGN.md §6 `GET /metrics`; issue 8): the per-request [`Record`] the request
+//! Observability (DESIGN.md §6 `GET /metrics`): the per-request [`Record`] the request
 //! path fills, per-worker [`WorkerMetrics`] recorders merged at scrape, the decision log
 //! (`slotgate::access`) and the Prometheus text rendering.
 //!

@@ -1,4 +1,4 @@
-//! The per-request record (DESIGN.md §6 `GET /metrics`, issue 8 "decision log"): facts the
+//! The per-request record (DESIGN.md §6: `GET /metrics` and the decision log): facts the
 //! request path captures as it goes, handed over once at the end of the exchange.
 //!
 //! A record lives in its client connection and is reset per request, so its text buffers keep

@@ -147,7 +147,7 @@ async fn read_until(
 }
 
 /// Above this many open connections on a worker, idle keep-alive connections release their
-/// buffers while they wait (issue 2: memory with many idle clients).
+/// buffers while they wait, so many idle clients cost little memory.
 const LEAN_IDLE_CONNS: usize = 256;
 
 async fn read_request(w: &Rc<Worker>, c: &mut ClientConn, limits: &Limits) -> ReadResult {

@@ -1,4 +1,4 @@
-//! TLS over a monoio `TcpStream` for the workers (issue 9): a thin rent-IO adapter around a
+//! TLS over a monoio `TcpStream` for the workers: a thin rent-IO adapter around a
 //! rustls connection, used for `https://` upstreams and the TLS front door.
 //!
 //! It replaces `monoio-rustls`, which was unfit in three ways (DESIGN-NOTES.md "TLS stream"):

@@ -1,4 +1,4 @@
-//! Admission end to end (issue 5, DESIGN.md §3a): hold-while-loading, the wake hook, the
+//! Admission end to end (DESIGN.md §3a): hold-while-loading, the wake hook, the
 //! per-upstream concurrency queue with priorities, stream timeouts and the abort policies.
 
 use crate::support;

@@ -1,4 +1,4 @@
-//! Real clients against the real server (issue 4 item 9): the official `openai` Python SDK lists
+//! Real clients against the real server: the official `openai` Python SDK lists
 //! models, chats (plain and streamed), embeds, and sees `slot.loading` as an `APIStatusError`.
 
 use crate::support;

@@ -1,4 +1,4 @@
-//! Hardening (issue 6): framing defences, timeouts, limits, front-door keys, upstream
+//! Hardening: framing defences, timeouts, limits, front-door keys, upstream
 //! credentials and upstream faults, end to end through the real server on 127.0.0.1.
 //! Conditions are waited on with deadlines, never with sleeps.
 

@@ -1,4 +1,4 @@
-//! Live state through the real proxy (issue 4): hot reload over the admin API while streams run,
+//! Live state through the real proxy: hot reload over the admin API while streams run,
 //! refused reloads, and the single-flighted cold prefetch.
 
 use crate::support;
@@ -118,7 +118,7 @@ fn broken_reload_is_refused_and_routing_unchanged() {
     assert_eq!(r.header("x-slotgate-route"), Some("container:a"));
 }
 
-/// The five keys `tests/fixtures/five-problems.toml` is refused for (issue 15).
+/// The five keys `tests/fixtures/five-problems.toml` is refused for, all named in one run.
 const FIVE_PROBLEMS: [&str; 5] = [
     "upstream[4].bogus_key",
     "upstream[1].name",

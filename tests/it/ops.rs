@@ -1,4 +1,4 @@
-//! Operations (issue 8, DESIGN.md §6): `GET /metrics` checked with the real Prometheus parser,
+//! Operations (DESIGN.md §6, docs/operations.md): `GET /metrics` checked with the real Prometheus parser,
 //! the decision log, graceful stop of the real binary under a live stream, and systemd
 //! notifications. Real sockets on 127.0.0.1; every wait is a condition with a deadline.
 

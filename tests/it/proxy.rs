@@ -1,4 +1,4 @@
-//! The data plane end to end (issue 2, DESIGN.md §3): the real server on 127.0.0.1:0 in front of
+//! The data plane end to end (DESIGN.md §3): the real server on 127.0.0.1:0 in front of
 //! scripted raw upstreams and the mock model server; every relay test runs on io_uring and epoll.
 
 use crate::support;
@@ -621,7 +621,7 @@ fn hundred_concurrent_streams_epoll() {
     hundred_concurrent_streams(DRIVERS[1]);
 }
 
-/// The seed scenario (issue 3): the registry binds the model to a composite, a container
+/// The bug slotgate was written for: the registry binds the model to a composite, a container
 /// advertises it -> the container serves it; with the container down -> 503, never elsewhere.
 #[test]
 fn container_preemption_over_composite_binding() {
@@ -890,7 +890,7 @@ fn last_body(up: &Scripted) -> (String, Vec<u8>) {
     (s.request_line().to_string(), s.body.clone())
 }
 
-/// Issue 15, items 1-3 over real sockets: a body without `model` is routed by its path default
+/// Dispatch without a `model`, hints and loading details over real sockets: a body without `model` is routed by its path default
 /// at every step (container, registry), and forwarded untouched unless a binding remaps it; a
 /// hint (`name:tag`, `embed`) whose candidate is missing is a 404 naming it, never the anchor's
 /// model; `503 slot.loading` always carries `phase`, `requested_model` and `upstream`, merged

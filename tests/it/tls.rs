@@ -1,4 +1,4 @@
-//! TLS end to end (issue 9, README "TLS"): `https://` upstreams behind the workers and the
+//! TLS end to end (docs/operations.md "TLS"): `https://` upstreams behind the workers and the
 //! control client (probes, `/v1/models`, cold prefetch, credential injection, session resumption
 //! on both clients), and the front door over TLS with a certificate reload. Certificates are
 //! generated here with rcgen; the TLS mock upstream is the scripted raw upstream of

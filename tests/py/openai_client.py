@@ -1,4 +1,4 @@
-"""Drives a running slotgate with the official `openai` Python SDK (issue 4 item 9).
+"""Drives a running slotgate with the official `openai` Python SDK.
 
 Usage: openai_client.py BASE_URL LOADING_MODEL
 Prints one line per check; exits non-zero on the first failure.
