@@ -1,4 +1,4 @@
-//! TLS configuration shared by the data plane and the control plane (README "TLS"): rustls
+//! TLS configuration shared by the data plane and the control plane (docs/operations.md "TLS"): rustls
 //! client configs for `https://` upstreams (bundled webpki roots, an optional per-upstream
 //! `ca_file`, `insecure_skip_verify`), and the front door's reloadable server config.
 //!

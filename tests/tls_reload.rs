@@ -1,4 +1,4 @@
-//! CA files change with a reload, never between reloads (README "TLS"): the control plane's probes
+//! CA files change with a reload, never between reloads (docs/operations.md "TLS"): the control plane's probes
 //! keep the CA they had until `POST /admin/reload`, as the workers do. Its own test binary: the
 //! control client's TLS config cache is process-wide, and another test's server start would
 //! empty it mid-test.

@@ -1,6 +1,6 @@
 //! The TOML schema of `slotgate.toml` (DESIGN.md §5): every key, its default and its meaning.
 //!
-//! The README's configuration reference is checked against these structs by a test, so a key
+//! The configuration reference (docs/configuration.md) is checked against these structs by a test, so a key
 //! added here without documentation fails CI.
 
 use super::keys::{FrontAuth, FrontKeys};

@@ -67,7 +67,7 @@ pub fn spawn_admin(
 }
 
 /// Binds with `SO_REUSEPORT` (like the front door), so a new slotgate can start on the same
-/// ports while the old one drains (README "Operations": upgrade).
+/// ports while the old one drains (docs/operations.md "Graceful stop and upgrade").
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;

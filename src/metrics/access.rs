@@ -1,6 +1,6 @@
 //! The decision log: one `tracing` event per request on target `slotgate::access` (turn it off
 //! alone with `SLOTGATE_LOG=info,slotgate::access=off`). Field names are part of the operations
-//! contract (README "Operations").
+//! contract (docs/operations.md "Decision log").
 
 use super::record::{Record, ACCESS_TARGET};
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
         r.route.as_str()
     };
     if let Some(layout) = crate::logging::direct_format() {
-        // The same line `tracing` would write, without its formatter (README "Decision log").
+        // The same line `tracing` would write, without its formatter (docs/operations.md "Decision log").
         crate::logging::write_line(|out| {
             let mut l = crate::logging::LineBuilder::start(out, layout, ACCESS_TARGET, "request");
             l.str("request_id", r.request_id.as_str())

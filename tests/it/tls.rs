@@ -219,7 +219,7 @@ fn https_upstream_relay_epoll() {
 /// Number of requests (so TLS connections) in the resumption tests.
 const RESUMES: usize = 4;
 
-/// README "TLS": a worker keeps one rustls client config per `https://` upstream, so its new
+/// docs/operations.md "TLS": a worker keeps one rustls client config per `https://` upstream, so its new
 /// connections resume the sessions of earlier ones. The upstream closes after each response, so
 /// each request is a new connection (one worker: `cores = 1`).
 fn https_upstream_sessions_resume(driver: &str) {
@@ -934,7 +934,7 @@ fn read_tls_response(
 }
 
 /// Above 256 connections a worker's idle keep-alive connections give their buffers back, TLS
-/// ones included (README "Memory"): every connection still answers its next request, and
+/// ones included (docs/operations.md "Descriptors and memory"): every connection still answers its next request, and
 /// pipelined requests that arrived together (bytes rustls holds) are not stranded.
 #[test]
 fn front_door_many_idle_tls_connections_keep_working() {
