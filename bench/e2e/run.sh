@@ -318,7 +318,7 @@ budget_phase "$WORK/small.json" "$WARM" "$DUR"
 
 # ------------------------------------------------------------------ report
 LOADGEN="wrk 4.1 (closed loop) for req/s; "
-if [ "$HAVE_OHA" = 1 ]; then LOADGEN+="$(oha --version 2>/dev/null | head -1) (open loop, -q, --latency-correction) for latency; "; fi
+if [ "$HAVE_OHA" = 1 ]; then LOADGEN+="$(oha --version 2>/dev/null | awk "NR == 1") (open loop, -q, --latency-correction) for latency; "; fi
 LOADGEN+="bench/e2e/bench.py (asyncio) for SSE and RSS"
 MODE="$([ "$QUICK" = 1 ] && echo quick || echo full), ${REPEATS} repeat(s), proxies on core $PROXY_CPU, mocks+load on core $LOAD_CPU"
 [ -n "$TUNING" ] && MODE+=", tuning $(basename "$TUNING")"
@@ -328,10 +328,10 @@ if [ "$LOGS" = on ]; then
 else
   LOGS_TEXT="off (--quiet-logs): slotgate --log-level warn, nginx access_log off, HAProxy log level err, LiteLLM LITELLM_LOG=ERROR"
 fi
-MACHINE="$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
 VERSIONS="slotgate $("$SG_BIN" --version 2>/dev/null | awk '{print $NF}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null))"
 has_target nginx && VERSIONS+=", $(nginx -v 2>&1 | sed 's/^nginx version: //')"
-has_target haproxy && VERSIONS+=", HAProxy $(haproxy -v 2>/dev/null | head -1 | awk '{print $3}')"
+has_target haproxy && VERSIONS+=", HAProxy $(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}')"
 has_target litellm && VERSIONS+=", LiteLLM $LITELLM_VERSION"
 [ -n "$BUDGET_SKIPPED" ] && NOTES+="No row for the proxy held to $BUDGET_PCT% of a core: $BUDGET_SKIPPED. "
 "$PY" - "$RESULTS" "$DRIVER" "$MODE" "$LOADGEN" "$RATE" "$LOAD_BEFORE" "$(cut -d' ' -f1-3 /proc/loadavg)" \
