@@ -154,6 +154,10 @@ impl Live {
             };
             // The probe time alone is not worth a new snapshot: the admin API reads live state.
             l.last_probe_at = Some(now);
+            if passing && prev != ProbeStatus::Passing {
+                // Up again: the next outage fires the wake hook at once, not after the debounce.
+                l.counters.forget_wake();
+            }
             (prev != l.probe, prev)
         })
     }
@@ -194,6 +198,9 @@ impl Live {
                 return (false, Err(PushError::NotASlot(cfg.kind)));
             }
             let changed = l.pushed.as_ref() != Some(&pushed);
+            if pushed.state.is_ready() {
+                l.counters.forget_wake();
+            }
             l.pushed = Some(pushed);
             (changed, Ok(()))
         });
@@ -341,6 +348,38 @@ mod tests {
             cell.load().by_name("chat").unwrap().counters()
         ));
         assert!(live.counters("ghost").is_none());
+    }
+
+    #[test]
+    fn turning_ready_forgets_the_wake_so_the_next_outage_wakes_at_once() {
+        let slot = "[[upstream]]\nname = \"s\"\nkind = \"slot\"\nurl = \"http://127.0.0.1:1/v1\"\n";
+        let (live, _cell) = live_over(&format!("{TWO}{slot}"));
+        let day = std::time::Duration::from_secs(86_400);
+        let chat = live.counters("chat").unwrap();
+        let id = Ident::of(&live.config().upstreams[0]);
+        assert!(chat.claim_wake(Instant::now(), day));
+        live.record_probe("chat", &id, false);
+        assert!(
+            !chat.claim_wake(Instant::now(), day),
+            "still debounced while down"
+        );
+        live.record_probe("chat", &id, true);
+        assert!(
+            chat.claim_wake(Instant::now(), day),
+            "ready again: the window is reset"
+        );
+        let s = live.counters("s").unwrap();
+        assert!(s.claim_wake(Instant::now(), day));
+        let pushed = |state| PushedState {
+            state,
+            progress: serde_json::Value::Null,
+        };
+        live.push("s", pushed(crate::routing::SlotState::Warming))
+            .unwrap();
+        assert!(!s.claim_wake(Instant::now(), day));
+        live.push("s", pushed(crate::routing::SlotState::Ready))
+            .unwrap();
+        assert!(s.claim_wake(Instant::now(), day));
     }
 
     #[test]
