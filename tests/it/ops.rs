@@ -384,8 +384,10 @@ impl Drop for Proc {
 
 #[test]
 fn sigterm_drains_a_live_stream_refuses_new_connections_and_exits_zero() {
-    let tokens = 40;
-    let m = mock_of("m1", tokens, 20.0); // about two seconds of stream
+    // About four seconds of stream: long enough that a loaded machine still sees the listener
+    // close and the idle connection go while it runs.
+    let tokens = 80;
+    let m = mock_of("m1", tokens, 20.0);
     let mut p = Proc::start(
         &remote("up", &m.base_url(), &["m1"], ""),
         &[("SLOTGATE_LOG", "info")],
