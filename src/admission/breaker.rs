@@ -36,6 +36,13 @@ pub enum Tripped {
 }
 
 impl Cooldown {
+    /// Closed (no failure streak long enough to open it): the common case, one atomic load, no
+    /// clock needed.
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.until_ms.load(Ordering::Acquire) == 0
+    }
+
     /// Whether a request may go to the upstream at `now`. Past the cooldown exactly one caller
     /// gets `true` (the trial); a trial that never reported back is replaced after `trial_ms`.
     pub fn admits(&self, now: u64, trial_timeout_ms: u64) -> bool {

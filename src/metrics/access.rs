@@ -58,7 +58,7 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
                 .num("sse_events", r.sse.events)
                 .bool("client_abort", r.client_abort)
                 .bool("cut", r.cut)
-                .str("fallback_from", r.fallback_from.as_str());
+                .str("fallback_from", r.fallback_from());
             l.finish();
         });
         return;
@@ -84,7 +84,7 @@ pub(crate) fn emit(r: &Record, req: &RequestLine<'_>, total: Duration) {
         sse_events = r.sse.events,
         client_abort = r.client_abort,
         cut = r.cut,
-        fallback_from = r.fallback_from.as_str(),
+        fallback_from = r.fallback_from(),
         "request"
     );
 }

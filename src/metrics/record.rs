@@ -130,9 +130,6 @@ pub struct Record {
     /// Fallbacks taken, `(from, to, reason)`, in order (`slotgate_fallbacks_total`); empty on
     /// the common path, so it allocates only when a fallback happens.
     pub(crate) fallbacks: Vec<(String, String, &'static str)>,
-    /// The upstream first chosen when a fallback took the request (the decision log's
-    /// `fallback_from`; empty otherwise).
-    pub(crate) fallback_from: String,
 }
 
 impl Record {
@@ -143,10 +140,9 @@ impl Record {
             std::mem::take(&mut self.model),
             std::mem::take(&mut self.route),
             std::mem::take(&mut self.upstream),
-            std::mem::take(&mut self.fallback_from),
         ];
         text.iter_mut().for_each(String::clear);
-        let [request_id, model, route, upstream, fallback_from] = text;
+        let [request_id, model, route, upstream] = text;
         *self = Record {
             start: Some(Instant::now()),
             log: tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO),
@@ -154,7 +150,6 @@ impl Record {
             model,
             route,
             upstream,
-            fallback_from,
             bytes_in: bytes_in as u64,
             ..Record::default()
         };
@@ -250,9 +245,6 @@ impl Record {
     /// label value: e.g. `loading`, `busy`, `cooling`, `connect`, `first_byte`); counted in
     /// `slotgate_fallbacks_total{from,to,reason}` at hand-over.
     pub fn fallback(&mut self, from: &str, to: &str, reason: &'static str) {
-        if self.fallback_from.is_empty() {
-            self.fallback_from.push_str(from);
-        }
         self.fallbacks
             .push((from.to_string(), to.to_string(), reason));
     }
@@ -261,6 +253,12 @@ impl Record {
     /// stalled, or sent bad framing mid-body).
     pub fn cut(&mut self) {
         self.cut = true;
+    }
+
+    /// The upstream first chosen when a fallback took the request (the decision log's
+    /// `fallback_from`); empty otherwise.
+    pub(crate) fn fallback_from(&self) -> &str {
+        self.fallbacks.first().map_or("", |f| f.0.as_str())
     }
 
     /// Whether the hand-over needs the request line's text (the decision log is enabled).

@@ -192,9 +192,10 @@ async fn attempt(
     let snap = &r.snap;
     let entry = snap.upstream(d.upstream);
     let counters = entry.counters();
-    let now = clock_ms();
+    // The clock is read only when the breaker is open: the common path costs one atomic load.
     let trial_ms = entry.cfg.connect_ms + entry.cfg.first_byte_ms;
-    if !counters.cooldown.admits(now, trial_ms) && chain.has_next(snap) {
+    let admitted = counters.cooldown.is_closed() || counters.cooldown.admits(clock_ms(), trial_ms);
+    if !admitted && chain.has_next(snap) {
         return Tried::Refused(cooling_reply(entry), Trigger::Cooling);
     }
     let Some(&addr) = entry.live.addrs.first() else {
@@ -240,7 +241,11 @@ async fn attempt(
     if d.stream {
         inflight.streaming();
     }
-    counters.budget.record_request(now);
+    // Only an upstream with a fallback chain ever spends its budget: the others skip the shared
+    // counter and the clock.
+    if !entry.cfg.fallback.is_empty() {
+        counters.budget.record_request(clock_ms());
+    }
     match send::send(w, c, &at, out, total).await {
         Ok(arrived) => Tried::Answered(super::relay::relay(w, c, &at, arrived, total).await),
         Err(Failure::ClientGone) => {

@@ -125,11 +125,14 @@ pub fn rendezvous(key: u64, seed: u64) -> u64 {
 
 /// The rendezvous seed of an upstream name (case-insensitive, stable across runs).
 pub fn name_seed(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3)
-        })
-        .rotate_left(17)
+    fnv1a(name.bytes().map(|b| b.to_ascii_lowercase())).rotate_left(17)
+}
+
+/// FNV-1a over `bytes`.
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// splitmix64's finaliser: every input bit moves every output bit.
@@ -143,9 +146,7 @@ fn mix(mut z: u64) -> u64 {
 /// A stable 64-bit hash of affinity key bytes (FNV-1a then mixed; not for adversarial input,
 /// which only chooses among equivalent replicas).
 pub fn key_hash(bytes: &[u8]) -> u64 {
-    mix(bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }))
+    mix(fnv1a(bytes.iter().copied()))
 }
 
 /// A request's affinity key (DESIGN-NOTES "Session affinity"): the affinity header, else the
