@@ -4,7 +4,8 @@
 //!
 //! [`front_door`]: request head → front-door key check → local endpoints (`/v1/models`,
 //! `/v1/models/{id}`) → body facts → dispatch (its fetches treated as done) → the readiness
-//! gate's `503 slot.loading` → the outgoing head that would be written, or the error answer.
+//! gate's `503 slot.loading` → the replica pick and the first fallback of the chain → the
+//! outgoing heads that would be written, or the error answer.
 //! [`admin_api`]: one admin request (head and body bytes) through the admin router, as
 //! `serve_conn` would answer it. Neither may panic for any input.
 
@@ -30,11 +31,21 @@ admin = ""
 [routing]
 default_slot = "chat"
 aliases = { "agent-x" = "chat" }
+affinity = "prefix"
+affinity_prefix_bytes = 64
 
 [[upstream]]
 name = "chat"
 kind = "container"
 url = "http://127.0.0.1:9/v1"
+fallback = ["or", "embed"]
+
+[[upstream]]
+name = "chat2"
+kind = "container"
+url = "http://127.0.0.1:9/v2/v1"
+fallback = ["or"]
+fallback_model = "vendor/big-model"
 
 [[upstream]]
 name = "embed"
@@ -63,6 +74,7 @@ kind = "composite"
 "bound" = "chat"
 "stale" = "all"
 "remapped" = { upstream = "or", upstream_model = "vendor/big-model" }
+"pool-bound" = { upstreams = ["chat", "chat2"], upstream_model = "m-chat", fallback_model = "qwen3:8b" }
 "#;
 
 struct Fixture {
@@ -112,7 +124,13 @@ fn live_state() -> LiveState {
             },
         );
     };
-    up("chat", &["m-chat", "shared"], ProbeStatus::Passing, None);
+    up(
+        "chat",
+        &["m-chat", "shared", "pooled"],
+        ProbeStatus::Passing,
+        None,
+    );
+    up("chat2", &["pooled", "twin"], ProbeStatus::Passing, None);
     up(
         "embed",
         &["e5", "shared"],
@@ -164,19 +182,31 @@ pub fn front_door(data: &[u8]) -> Vec<u8> {
         match dispatch(snap, &rf, &done) {
             Step::Fetch(req) => done.mark(&req),
             Step::Decided(Err(e)) => return e.to_reply().to_response(&id_line, true),
-            Step::Decided(Ok(decision)) => {
-                let entry = snap.upstream(decision.upstream);
-                if !entry.state().is_ready() {
-                    let reply =
-                        crate::proxy::loading_reply(snap, entry, rf.id(&snap.config.routing));
-                    return reply.to_response(&id_line, true);
+            Step::Decided(Ok(mut decision)) => {
+                // The replica pick (affinity key from the header, `user` or `messages`), then,
+                // as a fallback would, the first upstream of its chain that can take it.
+                let key = front::affinity(snap, &head, raw, &bf, body);
+                crate::proxy::admit::pick_member(snap, &rf, &mut decision, key);
+                let mut chain = crate::proxy::chain::Chain::new(decision.upstream);
+                let fallback = chain
+                    .next(snap, crate::proxy::chain::Trigger::Loading)
+                    .map(|to| decision.fallback(snap, &rf, to));
+                let mut out = Vec::new();
+                for d in std::iter::once(&decision).chain(fallback.as_ref()) {
+                    let entry = snap.upstream(d.upstream);
+                    if !entry.state().is_ready() {
+                        let id = rf.id(&snap.config.routing);
+                        let reply = crate::proxy::loading_reply(snap, entry, id);
+                        out.extend_from_slice(&reply.to_response(&id_line, true));
+                        continue;
+                    }
+                    let (head_out, apart) = front::outgoing(&head, raw, d, entry, &bf, body, &id);
+                    out.extend_from_slice(&head_out);
+                    if apart {
+                        out.extend_from_slice(body);
+                    }
+                    let _ = d.route_header(snap);
                 }
-                let (mut out, apart) =
-                    front::outgoing(&head, raw, &decision, entry, &bf, body, &id);
-                if apart {
-                    out.extend_from_slice(body);
-                }
-                let _ = decision.route_header(snap);
                 return out;
             }
         }
@@ -200,4 +230,23 @@ pub fn admin_api(data: &[u8]) -> Vec<u8> {
         Control::new(cfg, cell)
     });
     crate::control::admin::answer_bytes(control, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool seeds reach the replica pick and the fallback: two outgoing requests, the
+    /// member's with the binding's `upstream_model`, the fallback's with its `fallback_model`.
+    #[test]
+    fn pool_seeds_reach_the_pick_and_the_fallback() {
+        let seed = std::fs::read("fuzz/corpus/front_door/seed-pool-binding-user").unwrap();
+        let out = String::from_utf8(front_door(&seed)).unwrap();
+        assert_eq!(out.matches("POST ").count(), 2, "{out}");
+        assert!(out.contains(r#""model":"m-chat""#), "{out}");
+        assert!(out.contains(r#""model":"qwen3:8b""#), "{out}");
+        let seed = std::fs::read("fuzz/corpus/front_door/seed-pool-session").unwrap();
+        let out = String::from_utf8(front_door(&seed)).unwrap();
+        assert_eq!(out.matches("POST ").count(), 2, "{out}");
+    }
 }

@@ -14,7 +14,7 @@ use super::pool;
 use super::send::{self, Failure, Outgoing};
 use crate::admission::{clock_ms, Priority};
 use crate::http::ErrorReply;
-use crate::routing::{pool::affinity_key, BodyFacts, Decision, RequestFacts, SnapshotRef};
+use crate::routing::{BodyFacts, Decision, RequestFacts, SnapshotRef};
 use bytes::Bytes;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ pub async fn handle(w: &Rc<Worker>, c: &mut ClientConn, req: &Bytes, body: Body)
     };
     let rf = front::request_facts(&c.head, buf, &bf);
     c.rec.model(rf.model_id());
-    let key = affinity(&snap, c, buf, &bf, body_bytes);
+    let key = front::affinity(&snap, &c.head, buf, &bf, body_bytes);
 
     let first = admit::ready(w, c, &mut snap, &rf, key).await;
     c.rec.wait_end();
@@ -109,25 +109,6 @@ impl RequestBody<'_> {
             RequestBody::Owned(b) => b.clone(),
         }
     }
-}
-
-/// The request's affinity key (DESIGN-NOTES "Session affinity"): header, else `user`, else the
-/// `messages` prefix; computed only when the snapshot has replica pools.
-fn affinity(
-    snap: &SnapshotRef,
-    c: &ClientConn,
-    buf: &[u8],
-    bf: &BodyFacts<'_>,
-    body: &[u8],
-) -> Option<u64> {
-    if !snap.has_pools() {
-        return None;
-    }
-    let routing = &snap.config.routing;
-    let header = c.head.header(buf, routing.affinity_header.as_bytes());
-    let span = |s: Option<(usize, usize)>| s.and_then(|(a, b)| body.get(a..b));
-    let user = span(bf.user).and_then(|u| std::str::from_utf8(u).ok());
-    affinity_key(routing, header, user, span(bf.messages))
 }
 
 /// The first upstream, then its fallbacks while a trigger allows one: each gets the cooldown

@@ -101,6 +101,25 @@ pub fn request_facts<'a>(
     }
 }
 
+/// The request's affinity key (DESIGN-NOTES "Session affinity"): header, else `user`, else the
+/// `messages` prefix; computed only when the snapshot has replica pools.
+pub fn affinity(
+    snap: &Snapshot,
+    head: &RequestHead,
+    buf: &[u8],
+    bf: &BodyFacts<'_>,
+    body: &[u8],
+) -> Option<u64> {
+    if !snap.has_pools() {
+        return None;
+    }
+    let routing = &snap.config.routing;
+    let header = head.header(buf, routing.affinity_header.as_bytes());
+    let span = |s: Option<(usize, usize)>| s.and_then(|(a, b)| body.get(a..b));
+    let user = span(bf.user).and_then(|u| std::str::from_utf8(u).ok());
+    crate::routing::pool::affinity_key(routing, header, user, span(bf.messages))
+}
+
 /// The outgoing request for `decision`: the head for `entry`, followed by the body (remapped
 /// when the decision says so) unless it is large and unchanged. Returns the bytes and whether the
 /// client's body must still be sent after them.

@@ -3,9 +3,9 @@
 
 #![deny(clippy::string_slice, clippy::indexing_slicing)]
 
-mod admit;
+pub(crate) mod admit;
 mod attempt;
-mod chain;
+pub(crate) mod chain;
 mod client;
 mod conn;
 pub mod contain;
