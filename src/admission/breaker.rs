@@ -12,6 +12,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// The longest an upstream's own `Retry-After` extends a cooldown (one hour).
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
 /// The retry budget's window.
 pub const BUDGET_WINDOW_MS: u64 = 10_000;
 
@@ -108,7 +111,10 @@ impl Cooldown {
         if after == 0 || (n < after && !trial_failed) {
             return Tripped::No;
         }
-        let until = now.max(1) + cooldown_ms.max(retry_after_ms);
+        // An upstream's `Retry-After` is its bytes: bounded, so a huge one cannot overflow the
+        // clock or shut the upstream out for days.
+        let wait = cooldown_ms.max(retry_after_ms.min(MAX_RETRY_AFTER_MS));
+        let until = now.max(1).saturating_add(wait);
         self.until_ms.store(until, Ordering::Release);
         self.trial_ms.store(0, Ordering::Release);
         Tripped::Until(until)
@@ -230,6 +236,13 @@ mod tests {
         );
         assert!(!c.admits(31_999, 5_000));
         assert!(c.admits(32_000, 5_000));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_bounded() {
+        let c = Cooldown::default();
+        let until = c.record_failure(5, 1, 1_000, u64::MAX);
+        assert_eq!(until, Tripped::Until(5 + MAX_RETRY_AFTER_MS));
     }
 
     #[test]
